@@ -1,0 +1,376 @@
+"""Width decomposition and composition of networks (Section 2.1.2 and 2.2 of Gu et al.).
+
+A :class:`Plan` assigns a rule (:mod:`dcnn_dd.rules`) to every leaf of a network's variables
+(``params``, ``batch_stats``, ...).  :func:`make_plan` infers the rules from the shapes of the
+global and the sub-network variable trees, which is unambiguous for everything but leaves whose
+shapes agree (a head bias is recognised by its kernel; anything else needs an override) and
+dense layers fed by a flattened spatial map (found by tracing the model, see
+:func:`trace_flatten_shapes`).  Then
+
+    global_vars = compose(plan, stacked_sub_vars)     # (2.11)-(2.14), leading axis K
+    stacked     = decompose(plan, global_vars)        # the diagonal blocks, the inverse
+
+Both are pure functions of pytrees, jit-able (the plan is static).  :func:`plan_for` builds a
+plan straight from two Flax modules (global and sub-network) and a :class:`~dcnn_dd.grid.Grid`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dcnn_dd import rules as R
+from dcnn_dd.fields import Window, flatten_fields
+from dcnn_dd.grid import Grid
+
+
+def path_str(path) -> str:
+    """'params/Conv_0/kernel' for a jax key path."""
+    parts = []
+    for p in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(p, attr):
+                parts.append(str(getattr(p, attr)))
+                break
+        else:
+            parts.append(str(p))
+    return "/".join(parts)
+
+
+def leaves_by_path(tree) -> dict[str, object]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {path_str(p): v for p, v in flat}
+
+
+def _shape(x) -> tuple[int, ...]:
+    return tuple(int(n) for n in np.shape(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The rule of every leaf, with the global and sub-network shapes it maps between."""
+
+    K: int
+    rules: Mapping[str, R.Place]
+    global_shapes: Mapping[str, tuple[int, ...]]
+    sub_shapes: Mapping[str, tuple[int, ...]]
+    treedef: object = dataclasses.field(repr=False)
+
+    def __str__(self) -> str:
+        w = max((len(p) for p in self.rules), default=4)
+        lines = [f"Plan(K={self.K})", f"  {'leaf':<{w}}  {'global':<20} {'sub-network':<20} rule"]
+        for p, rule in self.rules.items():
+            g, s = "x".join(map(str, self.global_shapes[p])), "x".join(map(str, self.sub_shapes[p]))
+            lines.append(f"  {p:<{w}}  {g:<20} {s:<20} {rule}")
+        return "\n".join(lines)
+
+    def __hash__(self):
+        return id(self)
+
+
+def compose(plan: Plan, stacked_sub_vars):
+    """Stacked sub-network variables (leading axis K) -> global variables, by (2.11)-(2.14)."""
+    leaves = leaves_by_path(stacked_sub_vars)
+    _check_tree(plan, leaves, plan.sub_shapes, "stacked sub-network", stacked=True)
+    out = [plan.rules[p].compose(jnp.asarray(leaves[p]), plan.global_shapes[p]) for p in plan.rules]
+    return jax.tree_util.tree_unflatten(plan.treedef, out)
+
+
+def decompose(plan: Plan, global_vars):
+    """Global variables -> stacked sub-network variables (leading axis K): the diagonal blocks."""
+    leaves = leaves_by_path(global_vars)
+    _check_tree(plan, leaves, plan.global_shapes, "global")
+    out = [plan.rules[p].decompose(jnp.asarray(leaves[p]), plan.K, plan.sub_shapes[p]) for p in plan.rules]
+    return jax.tree_util.tree_unflatten(plan.treedef, out)
+
+
+def stack(trees: Sequence):
+    """K sub-network variable trees -> one tree with a leading axis K."""
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, K: int) -> list:  # noqa: N803
+    return [jax.tree_util.tree_map(lambda x, k=k: x[k], tree) for k in range(K)]
+
+
+def _check_tree(plan: Plan, leaves: Mapping, shapes: Mapping, what: str, stacked: bool = False) -> None:
+    missing = [p for p in plan.rules if p not in leaves]
+    extra = [p for p in leaves if p not in plan.rules]
+    if missing or extra:
+        raise ValueError(
+            f"the {what} variables do not match the plan: missing leaves {missing[:5]}, unexpected leaves {extra[:5]}"
+        )
+    for p, v in leaves.items():
+        shape = _shape(v)
+        want = ((plan.K,) if stacked else ()) + tuple(shapes[p])
+        if shape != want:
+            if stacked and shape[1:] == tuple(shapes[p]):
+                raise ValueError(f"K inconsistent: leaf {p} is stacked over {shape[0]} sub-networks, the plan has K={plan.K}")
+            raise ValueError(f"leaf {p} of the {what} variables has shape {shape}, expected {want}")
+
+
+# --------------------------------------------------------------------------- flatten tracing
+def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tuple[int, ...]]:
+    """For every 2-D kernel leaf that multiplies a flattened tensor, the shape (without batch)
+    of the tensor before the flatten, e.g. ``{'params/Dense_0/kernel': (4, 4, 64)}``.
+
+    Works on any function ``apply_fn(variables, *args)`` by walking its jaxpr: a ``dot_general``
+    whose one operand is the kernel and whose other operand comes from a ``reshape`` of a
+    rank > 2 tensor.  Leaves fed by an unflattened input (e.g. after global average pooling)
+    are not listed.
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
+    names = [path_str(p) for p, _ in flat]
+    vals = [v for _, v in flat]
+
+    def fn(leaves, *a):
+        return apply_fn(jax.tree_util.tree_unflatten(treedef, leaves), *a)
+
+    closed = jax.make_jaxpr(fn)(vals, *args)
+    jaxpr = closed.jaxpr
+    n = len(vals)
+    found: dict[str, tuple[int, ...]] = {}
+    passthrough = {"convert_element_type", "copy", "copy_p", "reduce_precision"}
+
+    def walk(jx, leaf_of: dict, flat_of: dict):
+        for eqn in jx.eqns:
+            prim = eqn.primitive.name
+            ins = eqn.invars
+            if prim in passthrough and len(ins) == 1:
+                for o in eqn.outvars:
+                    if _is_var(ins[0]) and ins[0] in leaf_of:
+                        leaf_of[o] = leaf_of[ins[0]]
+                    if _is_var(ins[0]) and ins[0] in flat_of:
+                        flat_of[o] = flat_of[ins[0]]
+            elif prim == "reshape":
+                src = ins[0]
+                shp = tuple(src.aval.shape)
+                out_shape = tuple(eqn.outvars[0].aval.shape)
+                if len(shp) > 2 and len(out_shape) == 2 and out_shape[0] == shp[0]:
+                    flat_of[eqn.outvars[0]] = shp[1:]
+            elif prim == "dot_general":
+                a, b = ins
+                for kern, other in ((b, a), (a, b)):
+                    if _is_var(kern) and kern in leaf_of and _is_var(other) and other in flat_of:
+                        found[leaf_of[kern]] = flat_of[other]
+            sub = _subjaxpr(eqn)
+            if sub is not None:
+                inner_leaf, inner_flat = {}, {}
+                for outer, inner in zip(ins, sub.invars):
+                    if _is_var(outer) and outer in leaf_of:
+                        inner_leaf[inner] = leaf_of[outer]
+                    if _is_var(outer) and outer in flat_of:
+                        inner_flat[inner] = flat_of[outer]
+                walk(sub, inner_leaf, inner_flat)
+
+    walk(jaxpr, {v: names[i] for i, v in enumerate(jaxpr.invars[:n])}, {})
+    return found
+
+
+def _is_var(v) -> bool:
+    return hasattr(v, "aval") and not hasattr(v, "val")
+
+
+def _subjaxpr(eqn):
+    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        j = eqn.params.get(key)
+        if j is not None:
+            return getattr(j, "jaxpr", j)
+    return None
+
+
+# --------------------------------------------------------------------------- plan inference
+_KERNEL_NAMES = ("kernel",)
+
+
+def make_plan(
+    global_vars,
+    sub_vars,
+    K: int,  # noqa: N803
+    *,
+    grid: Grid | None = None,
+    flatten: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
+    windows: Sequence[Window] | Mapping[str, Sequence[Window]] | None = None,
+    stride: int | Sequence[int] | None = None,
+    strict: bool = True,
+    head: str = "sum",
+    overrides: Mapping[str, R.Place] | None = None,
+) -> Plan:
+    """Infer the rule of every leaf from the shapes of ``global_vars`` and one sub-network's
+    ``sub_vars`` (arrays or ``jax.ShapeDtypeStruct``; the trees must have the same structure).
+
+    ``flatten`` maps a dense kernel's path to ``(global pre-flatten shape, sub pre-flatten shape)``
+    (both without batch, channels last), as :func:`trace_flatten_shapes` finds them; such layers
+    get the (2.13) field rule, which needs ``grid`` and either ``windows`` (activation fields) or
+    ``stride`` (see :func:`~dcnn_dd.fields.flatten_fields`).  ``head`` is ``'sum'``
+    (classification, (2.14)) or ``'mean'`` (regression, (2.22)).  ``overrides`` maps a regular
+    expression (full match on the leaf path) to a :class:`~dcnn_dd.rules.Place`.
+    """
+    if not isinstance(K, (int, np.integer)) or K < 1:
+        raise ValueError(f"K={K!r} must be a positive integer")
+    if head not in ("sum", "mean"):
+        raise ValueError(f"head={head!r}: choose 'sum' (classification) or 'mean' (regression)")
+    if grid is not None and grid.K != K:
+        raise ValueError(f"K inconsistent: K={K} but the grid has {grid.K} subdomains")
+    g_flat, treedef = jax.tree_util.tree_flatten_with_path(global_vars)
+    s_flat, s_treedef = jax.tree_util.tree_flatten_with_path(sub_vars)
+    g_shapes = {path_str(p): _shape(v) for p, v in g_flat}
+    s_shapes = {path_str(p): _shape(v) for p, v in s_flat}
+    if set(g_shapes) != set(s_shapes):
+        only_g = sorted(set(g_shapes) - set(s_shapes))[:5]
+        only_s = sorted(set(s_shapes) - set(g_shapes))[:5]
+        raise ValueError(
+            f"the global and sub-network variable trees differ: only in global {only_g}, only in sub-network {only_s}"
+        )
+    overrides = dict(overrides or {})
+    flatten = dict(flatten or {})
+    for p in flatten:
+        if p not in g_shapes:
+            raise ValueError(f"flatten names leaf {p!r}, which is not in the variables")
+    rules: dict[str, R.Place] = {}
+    pending_heads: list[str] = []
+    for p in g_shapes:
+        gs, ss = g_shapes[p], s_shapes[p]
+        ov = [rule for pat, rule in overrides.items() if re.fullmatch(pat, p)]
+        if ov:
+            rules[p] = ov[0]
+            continue
+        if len(gs) != len(ss):
+            raise ValueError(f"leaf {p}: global shape {gs} and sub-network shape {ss} differ in rank")
+        if K == 1:
+            if gs != ss:
+                raise ValueError(f"leaf {p}: with K=1 the shapes must agree, got global {gs} and sub-network {ss}")
+            rules[p] = R.Place((R.Same(),) * len(gs), note="K=1")
+            continue
+        if p in flatten:
+            rules[p] = _field_rule(p, gs, ss, K, flatten[p], grid, windows, stride, strict)
+            continue
+        maps = []
+        for ax, (G, g) in enumerate(zip(gs, ss)):  # noqa: N806
+            if G == g:
+                maps.append(R.Same())
+            elif G == K * g:
+                maps.append(R.Block())
+            else:
+                raise ValueError(
+                    f"leaf {p}: global shape {gs} vs sub-network shape {ss}: axis {ax} is neither equal nor K={K} times "
+                    f"larger; widths not divisible by K, a parameter tree that does not match the global model, or a "
+                    f"dense layer after a flatten (pass flatten= or use plan_for)"
+                )
+        kinds = tuple(type(m) for m in maps)
+        is_kernel = p.rsplit("/", 1)[-1] in _KERNEL_NAMES and len(gs) >= 2
+        if all(k is R.Same for k in kinds):
+            pending_heads.append(p)
+            continue
+        if is_kernel and kinds[-2:] == (R.Block, R.Same):
+            rules[p] = R.logit_sum(len(gs), K, mean=(head == "mean"))
+            continue
+        note = ""
+        if is_kernel:
+            note = {
+                (R.Same, R.Block): "(2.11) first layer",
+                (R.Block, R.Block): "(2.12) block-diagonal",
+            }.get(kinds[-2:], "")
+            if any(k is not R.Same for k in kinds[:-2]):
+                raise ValueError(f"leaf {p}: window axes differ, global {gs} vs sub-network {ss} (kernel sizes must agree)")
+        else:
+            note = "concatenated"
+        rules[p] = R.Place(tuple(maps), note=note)
+    for p in pending_heads:
+        parent = p.rsplit("/", 1)[0]
+        kernel = next((rules.get(parent + "/" + n) for n in _KERNEL_NAMES if parent + "/" + n in rules), None)
+        if kernel is not None and isinstance(kernel.maps[-1], R.Same) and len(kernel.maps) >= 2:
+            rules[p] = R.head_bias(K, mean=(head == "mean"))
+        else:
+            raise ValueError(
+                f"cannot infer the rule of leaf {p}: its global and sub-network shapes agree ({g_shapes[p]}) and it is "
+                f"not the bias of a logit-sum head; pass overrides={{{p!r}: dcnn_dd.rules.shared(...)}} or another rule"
+            )
+    # RNN: U and W of one cell must partition their outputs alike (2.27); Block does by construction.
+    ordered = {p: rules[p] for p in g_shapes}
+    return Plan(K, ordered, g_shapes, s_shapes, treedef)
+
+
+def _field_rule(p, gs, ss, K, shapes, grid, windows, stride, strict):  # noqa: N803
+    (g_pre, s_pre) = (tuple(shapes[0]), tuple(shapes[1]))
+    if len(gs) != 2:
+        raise ValueError(f"leaf {p}: a flatten rule needs a 2-D dense kernel, got shape {gs}")
+    G_sp, C = g_pre[:-1], g_pre[-1]  # noqa: N806
+    s_sp, c = s_pre[:-1], s_pre[-1]
+    if int(np.prod(g_pre)) != gs[0] or int(np.prod(s_pre)) != ss[0]:
+        raise ValueError(f"leaf {p}: pre-flatten shapes {g_pre} / {s_pre} do not match kernel rows {gs[0]} / {ss[0]}")
+    if C == K * c:
+        split = True
+    elif C == c:
+        split = False
+    else:
+        raise ValueError(f"leaf {p}: {C} global channels before the flatten vs {c} in the sub-network: not 1x or K={K}x")
+    out = R.Same() if gs[1] == ss[1] else R.Block() if gs[1] == K * ss[1] else None
+    if out is None:
+        raise ValueError(f"leaf {p}: output width {gs[1]} vs {ss[1]} is neither equal nor K={K} times larger")
+    if G_sp == s_sp:
+        # no spatial decomposition left at this layer (e.g. a 1x1 map): channel blocks only
+        if not split:
+            raise ValueError(f"leaf {p}: equal spatial shapes {G_sp} and undivided channels: nothing to decompose")
+        fields = tuple(R.Box((0,) * len(G_sp), G_sp) for _ in range(K))
+    else:
+        if grid is None:
+            raise ValueError(f"leaf {p} multiplies a flattened {g_pre} map: its composition (2.13) needs grid=")
+        if len(G_sp) != grid.ndim:
+            raise ValueError(f"leaf {p}: flattened map {g_pre} has {len(G_sp)} spatial axes, the grid has {grid.ndim}")
+        w = windows.get(p) if isinstance(windows, Mapping) else windows
+        if not split and w is None:
+            w = []  # the flatten of the input itself: the field is the subdomain
+        fields = flatten_fields(grid, G_sp, s_sp, windows=w, stride=stride, strict=strict, where=f"leaf {p}")
+    field = R.Field(tuple(fields), tuple(G_sp), tuple(s_sp), C, split)
+    if isinstance(out, R.Same):
+        return R.Place((field, out), note="(2.13)+(2.14) flatten head")
+    return R.Place((field, out), note="(2.13) first FC" if split else "Sec. 2.4 FC on decomposed input")
+
+
+def plan_for(
+    global_model,
+    sub_model,
+    grid: Grid | None,
+    *,
+    K: int | None = None,  # noqa: N803
+    input_shape: Sequence[int] | None = None,
+    sub_input_shape: Sequence[int] | None = None,
+    init_kwargs: Mapping | None = None,
+    **kwargs,
+) -> Plan:
+    """A plan from two Flax modules: ``global_model`` on inputs of ``input_shape`` (with batch,
+    default ``(1, *grid.shape, 1)``... give it explicitly for colour images) and ``sub_model`` on
+    the sub-images.  Shapes come from ``jax.eval_shape`` (nothing is computed); flattened layers
+    are found by :func:`trace_flatten_shapes`.  Keyword arguments go to :func:`make_plan`."""
+    if K is None:
+        if grid is None:
+            raise ValueError("give K= or grid=")
+        K = grid.K  # noqa: N806
+    if input_shape is None:
+        if grid is None:
+            raise ValueError("give input_shape= when there is no grid")
+        raise ValueError("give input_shape=, e.g. (1, *grid.shape, channels)")
+    input_shape = tuple(input_shape)
+    if sub_input_shape is None:
+        sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
+    init_kwargs = dict(init_kwargs or {})
+    key = jax.random.PRNGKey(0)
+    x_g = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    x_s = jax.ShapeDtypeStruct(tuple(sub_input_shape), jnp.float32)
+    g_vars = jax.eval_shape(lambda x: global_model.init(key, x, **init_kwargs), x_g)
+    s_vars = jax.eval_shape(lambda x: sub_model.init(key, x, **init_kwargs), x_s)
+    g_flat = trace_flatten_shapes(lambda v, x: global_model.apply(v, x, **init_kwargs), g_vars, x_g)
+    s_flat = trace_flatten_shapes(lambda v, x: sub_model.apply(v, x, **init_kwargs), s_vars, x_s)
+    flatten = {}
+    for p, shp in g_flat.items():
+        if p in s_flat and (tuple(shp) != tuple(s_flat[p]) or len(shp) > 1):
+            flatten[p] = (tuple(shp), tuple(s_flat[p]))
+    if "flatten" in kwargs:
+        flatten.update(kwargs.pop("flatten"))
+    return make_plan(g_vars, s_vars, K, grid=grid, flatten=flatten, **kwargs)

@@ -1,0 +1,45 @@
+"""Shared helpers for the property tests: random (trained-like) sub-network weights."""
+
+import os
+import zlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import dcnn_dd as dd  # noqa: E402
+from dcnn_dd.compose import path_str  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+settings.register_profile(
+    "ci", max_examples=12, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def random_sub_vars(model, x_sub, K, seed=0, noise=0.3):  # noqa: N803
+    """K independent sub-network variable trees, initialised and then perturbed in every leaf
+    (so biases and BatchNorm statistics are not their initial zeros/ones)."""
+    out = []
+    for k in range(K):
+        key = jax.random.PRNGKey(1000 * seed + k)
+        v = model.init(key, x_sub)
+
+        def perturb(path, leaf, key=key):
+            name = path_str(path)
+            kk = jax.random.fold_in(key, zlib.crc32(name.encode()) % (2**31))
+            z = jax.random.normal(kk, leaf.shape, leaf.dtype)
+            if name.endswith("/var"):
+                return 0.5 + jnp.abs(z)
+            return leaf + noise * z
+
+        out.append(jax.tree_util.tree_map_with_path(perturb, v))
+    return out
+
+
+def stacked(sub_vars):
+    return dd.stack(sub_vars)

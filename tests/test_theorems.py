@@ -1,0 +1,261 @@
+"""Theorems 2.1 and 2.2 of Gu et al. as property tests on random architectures and grids.
+
+Random (perturbed, not initial) sub-network weights; K in {1, 2, 4, 9, 16}; grids with and
+without overlap, origins aligned with the network's total stride (the theorems' setting).
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import dcnn_dd as dd
+from dcnn_dd.models import PlainCNN
+from tests.conftest import random_sub_vars
+
+ATOL = 1e-4
+PARTS = {1: (1, 1), 2: (1, 2), 4: (2, 2), 9: (3, 3), 16: (4, 4)}
+
+
+def build_setting(ndim, K, features, pool_after, fc, residual, overlap, margin=0, num_classes=3):  # noqa: N803
+    """A valid-padding CNN with a flatten + FC head and a grid whose origins are aligned."""
+    if ndim == 1:
+        parts = (K,)
+    elif ndim == 2:
+        parts = PARTS[K]
+    else:
+        parts = {1: (1, 1, 1), 2: (1, 1, 2), 4: (1, 2, 2), 8: (2, 2, 2)}[K]
+    model = PlainCNN(features=tuple(features), pool_after=tuple(pool_after), fc=tuple(fc),
+                     num_classes=num_classes, ndim=ndim, residual=residual)
+    stride = 2 ** len(pool_after)
+    size = 1  # smallest sub-image with a non-empty output ...
+    while True:
+        try:
+            out = (size,) * ndim
+            for w in model.windows():
+                out = w.out_shape(out)
+            break
+        except ValueError:
+            size += 1
+    size += stride * margin  # ... plus a margin
+    # neighbouring origins one stride-multiple apart: overlapping, or just touching
+    step = stride * (max(1, (size - 1) // stride) if overlap else -(-size // stride))
+    origins = list(itertools.product(*[[i * step for i in range(n)] for n in parts]))
+    shape = tuple((n - 1) * step + size for n in parts)
+    return model, dd.Grid.from_origins(shape, origins, (size,) * ndim)
+
+
+@st.composite
+def exact_setting(draw, ndims=(1, 2, 3)):
+    ndim = draw(st.sampled_from(ndims))
+    K = draw(st.sampled_from([1, 2, 4] if ndim == 3 else [1, 2, 4, 9, 16]))  # noqa: N806
+    n_conv = draw(st.integers(1, 3 if ndim < 3 else 2))
+    pool_after = tuple(i for i in range(n_conv) if draw(st.booleans())) if ndim < 3 else ()
+    residual = ndim == 2 and n_conv % 2 == 0 and draw(st.booleans())
+    features = [K * draw(st.integers(1, 2)) for _ in range(n_conv)]
+    fc = [K * draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 2)))]
+    return build_setting(ndim, K, features, pool_after, fc, residual, draw(st.booleans()),
+                         margin=draw(st.integers(0, 1 if ndim == 3 else 2)), num_classes=draw(st.integers(2, 4)))
+
+
+# corners that must always run, whatever hypothesis draws
+NAMED = {
+    "2d-K16-overlap-pool": (2, 16, [16, 32], [1], [32], False, True),
+    "2d-K9-residual-overlap": (2, 9, [9, 9, 18, 18], [1], [9], True, True),
+    "2d-K4-residual-nonoverlap": (2, 4, [4, 8], [], [8], True, False),
+    "1d-K16-overlap": (1, 16, [16, 32], [0], [16], False, True),
+    "3d-K8-overlap": (3, 8, [8, 8], [], [8], False, True),
+    "3d-K4-pool": (3, 4, [4, 8], [0], [], False, False),
+}
+
+
+def _setup(model, grid, seed=0, batch=3):
+    K = grid.K  # noqa: N806
+    sub = model.subnet(K)
+    x = jax.random.normal(jax.random.PRNGKey(seed + 99), (batch, *grid.shape, 1))
+    xs = dd.decompose_input(x, grid)
+    sub_vars = random_sub_vars(sub, xs[0], K, seed=seed)
+    plan = dd.plan_for(model, sub, grid, input_shape=(1, *grid.shape, 1), windows=model.windows())
+    g = dd.compose(plan, dd.stack(sub_vars))
+    return sub, x, xs, sub_vars, plan, g
+
+
+@given(exact_setting())
+def test_theorem_2_1_random_architectures(setting):
+    check_theorem_2_1(*setting)
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_theorem_2_1_named_cases(name):
+    check_theorem_2_1(*build_setting(*NAMED[name]))
+
+
+def check_theorem_2_1(model, grid):
+    K = grid.K  # noqa: N806
+    sub, x, xs, sub_vars, plan, g = _setup(model, grid)
+    logits, inter = model.apply(g, x, mutable=["intermediates"])
+    inter = inter["intermediates"]
+    sub_logits, sub_inter = [], []
+    for k in range(K):
+        lk, ik = sub.apply(sub_vars[k], xs[k], mutable=["intermediates"])
+        sub_logits.append(lk)
+        sub_inter.append(ik["intermediates"])
+    # (1) every spatial layer: global output on the activation field and channel block k == sub-network k
+    for name, windows in model.spatial_layers():
+        G = inter[name][0]  # noqa: N806
+        for k, box in enumerate(grid.boxes):
+            field = dd.activation_field(windows, grid.shape, box)[-1]
+            s = sub_inter[k][name][0]
+            assert field.size == s.shape[1:-1], (name, field, s.shape)
+            c = s.shape[-1]
+            restricted = G[(slice(None),) + field.slices() + (slice(k * c, (k + 1) * c),)]
+            np.testing.assert_allclose(restricted, s, atol=ATOL, rtol=1e-5, err_msg=f"{name} k={k}")
+    # (1) the FC layers below the head: channel block k
+    for j in range(len(model.fc)):
+        G = inter[f"fc{j}"][0]  # noqa: N806
+        for k in range(K):
+            s = sub_inter[k][f"fc{j}"][0]
+            c = s.shape[-1]
+            np.testing.assert_allclose(G[:, k * c:(k + 1) * c], s, atol=ATOL, rtol=1e-5)
+    # (2) global logits == sum of sub-network logits (2.16)
+    total = sum(sub_logits)
+    np.testing.assert_allclose(logits, total, atol=ATOL, rtol=1e-5)
+    # (3) the softmax identity (2.17)
+    np.testing.assert_allclose(jax.nn.softmax(logits), jax.nn.softmax(total), atol=1e-5)
+
+
+@given(exact_setting(ndims=(2,)), st.integers(0, 3))
+def test_theorem_2_2_classification_and_cost_bound(setting, seed):
+    model, grid = setting
+    K = grid.K  # noqa: N806
+    sub, x, xs, sub_vars, plan, g = _setup(model, grid, seed=seed, batch=64)
+    logits = model.apply(g, x)
+    sub_logits = jnp.stack([sub.apply(sub_vars[k], xs[k]) for k in range(K)])  # (K, B, C)
+    # labels: the class most sub-networks vote for, so that many samples are correct for all
+    votes = jax.nn.one_hot(sub_logits.argmax(-1), logits.shape[-1]).sum(0)
+    y = votes.argmax(-1)
+    correct_k = sub_logits.argmax(-1) == y[None]  # (K, B)
+    all_correct = correct_k.all(0)
+    correct_g = logits.argmax(-1) == y
+    assert bool(jnp.all(~all_correct | correct_g)), "a sample correct for every sub-network is wrong for the composed one"
+    # per-sample cost bound behind (2.19), and (2.19) itself
+    J = np.asarray(-jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])  # noqa: N806
+    r = np.asarray(-jax.nn.log_softmax(sub_logits)[:, jnp.arange(len(y)), y])  # (K, B)
+    ck = np.asarray(correct_k)
+    best_plus = np.where(ck, r, np.inf).min(0)
+    best_plus = np.where(np.isfinite(best_plus), best_plus, 0.0)
+    bound = best_plus + np.where(ck, 0.0, r).sum(0)
+    assert np.all(J <= bound + 1e-4), np.max(J - bound)
+    allc = np.asarray(all_correct)
+    assert np.all(J[allc] <= r[:, allc].min(0) + 1e-4)
+    assert J.sum() <= bound.sum() + 1e-3
+
+
+@given(st.sampled_from([1, 2, 4, 9]), st.booleans(), st.integers(0, 5))
+def test_regression_head_is_the_mean_and_cost_bound(K, overlap, seed):  # noqa: N803
+    parts = PARTS[K]
+    grid = dd.Grid.uniform((18, 18), parts, size=tuple(18 // p + (2 if overlap and p > 1 else 0) for p in parts))
+    model = PlainCNN(features=(K, 2 * K), pool_after=(), fc=(2 * K,), num_classes=3)
+    sub = model.subnet(K)
+    x = jax.random.normal(jax.random.PRNGKey(seed), (16, 18, 18, 1))
+    xs = dd.decompose_input(x, grid)
+    sub_vars = random_sub_vars(sub, xs[0], K, seed=seed)
+    plan = dd.plan_for(model, sub, grid, input_shape=(1, 18, 18, 1), windows=model.windows(), head="mean")
+    g = dd.compose(plan, dd.stack(sub_vars))
+    pred = model.apply(g, x)
+    preds = jnp.stack([sub.apply(sub_vars[k], xs[k]) for k in range(K)])
+    np.testing.assert_allclose(pred, preds.mean(0), atol=ATOL, rtol=1e-5)  # (2.22)-(2.23)
+    y = jax.random.normal(jax.random.PRNGKey(seed + 1), pred.shape)
+    mae_g = jnp.abs(pred - y).sum(-1).mean()
+    mae_k = jnp.abs(preds - y).sum(-1).mean(-1)
+    assert mae_g <= mae_k.mean() + 1e-5  # cost bound: at most the average sub-network cost
+    mse_g = ((pred - y) ** 2).sum(-1).mean()
+    assert mse_g <= ((preds - y) ** 2).sum(-1).mean(-1).mean() + 1e-5
+
+
+@given(st.sampled_from([1, 2, 4, 8]), st.integers(0, 5))
+def test_autoencoder_output_is_the_concatenation_and_reconstruction_bound(K, seed):  # noqa: N803
+    from dcnn_dd.models import AutoEncoder
+
+    model = AutoEncoder(features=(4 * K, 2 * K, 4 * K), num_inputs=8 * K)
+    sub = model.subnet(K)
+    grid = dd.Grid.uniform(8 * K, K)  # contiguous feature blocks (a complete 1-D decomposition)
+    x = jax.random.normal(jax.random.PRNGKey(seed), (10, 8 * K))
+    xs = dd.decompose_input(x[..., None], grid)[..., 0]
+    sub_vars = random_sub_vars(sub, xs[0], K, seed=seed)
+    plan = dd.plan_for(model, sub, None, K=K, input_shape=(1, 8 * K), sub_input_shape=(1, 8))
+    g = dd.compose(plan, dd.stack(sub_vars))
+    out = model.apply(g, x)
+    outs = jnp.stack([sub.apply(sub_vars[k], xs[k]) for k in range(K)])
+    np.testing.assert_allclose(out, jnp.concatenate(list(outs), axis=-1), atol=ATOL, rtol=1e-5)
+    err_g = jnp.linalg.norm(x - out, axis=-1)
+    err_k = jnp.linalg.norm(xs - outs, axis=-1).sum(0)
+    assert bool(jnp.all(err_g <= err_k + 1e-4))
+
+
+@given(st.sampled_from([1, 2, 4]), st.integers(1, 2), st.integers(0, 5))
+def test_rnn_hidden_states_and_outputs_2_29(K, depth, seed):  # noqa: N803
+    from dcnn_dd.models import ElmanRNN
+
+    model = ElmanRNN(hidden=tuple(3 * K for _ in range(depth)), num_classes=4)
+    sub = model.subnet(K)
+    x = jax.random.normal(jax.random.PRNGKey(seed), (5, 6, 7))  # features shared by all sub-networks
+    sub_vars = random_sub_vars(sub, x, K, seed=seed)
+    plan = dd.plan_for(model, sub, None, K=K, input_shape=(1, 6, 7))
+    g = dd.compose(plan, dd.stack(sub_vars))
+    logits, inter = model.apply(g, x, mutable=["intermediates"])
+    total = 0
+    for k in range(K):
+        lk, ik = sub.apply(sub_vars[k], x, mutable=["intermediates"])
+        total = total + lk
+        for name in inter["intermediates"]:
+            for G, s in zip(inter["intermediates"][name], ik["intermediates"][name]):  # noqa: N806
+                c = s.shape[-1]
+                np.testing.assert_allclose(G[..., k * c:(k + 1) * c], s, atol=ATOL, rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(logits, total, atol=ATOL, rtol=1e-5)
+
+
+@given(st.sampled_from([1, 2, 4, 9]), st.booleans(), st.integers(0, 3))
+def test_fc_network_on_decomposed_inputs(K, overlap, seed):  # noqa: N803
+    from dcnn_dd.models import MLP
+
+    parts = PARTS[K]
+    size = tuple(12 // p + (3 if overlap and p > 1 else 0) for p in parts)
+    grid = dd.Grid.uniform((12, 12), parts, size=size)
+    model = MLP(features=(2 * K, 3 * K), num_outputs=5)
+    sub = model.subnet(K)
+    x = jax.random.normal(jax.random.PRNGKey(seed), (4, 12, 12, 2))
+    xs = dd.decompose_input(x, grid)
+    sub_vars = random_sub_vars(sub, xs[0], K, seed=seed)
+    plan = dd.plan_for(model, sub, grid, input_shape=(1, 12, 12, 2))
+    if K > 1:
+        assert "Sec. 2.4" in str(plan.rules["params/Dense_0/kernel"])
+    g = dd.compose(plan, dd.stack(sub_vars))
+    logits, inter = model.apply(g, x, mutable=["intermediates"])
+    total = 0
+    for k in range(K):
+        lk, ik = sub.apply(sub_vars[k], xs[k], mutable=["intermediates"])
+        total = total + lk
+        s = ik["intermediates"]["fc0"][0]
+        c = s.shape[-1]
+        np.testing.assert_allclose(inter["intermediates"]["fc0"][0][:, k * c:(k + 1) * c], s, atol=ATOL, rtol=1e-5)
+    np.testing.assert_allclose(logits, total, atol=ATOL, rtol=1e-5)
+
+
+def test_batchnorm_in_inference_mode_is_exact():
+    K = 4  # noqa: N806
+    grid = dd.Grid.uniform((16, 16), 2, size=10)
+    model = PlainCNN(features=(8, 8), pool_after=(), fc=(8,), batchnorm=True)
+    sub = model.subnet(K)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 16, 16, 1))
+    xs = dd.decompose_input(x, grid)
+    sub_vars = random_sub_vars(sub, xs[0], K)
+    plan = dd.plan_for(model, sub, grid, input_shape=(1, 16, 16, 1), windows=model.windows())
+    assert str(plan.rules["batch_stats/BatchNorm_0/mean"]).startswith("BLOCK")
+    g = dd.compose(plan, dd.stack(sub_vars))
+    total = sum(sub.apply(sub_vars[k], xs[k]) for k in range(K))
+    np.testing.assert_allclose(model.apply(g, x), total, atol=ATOL, rtol=1e-5)
