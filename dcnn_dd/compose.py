@@ -291,7 +291,7 @@ def make_plan(
                 f"cannot infer the rule of leaf {p}: its global and sub-network shapes agree ({g_shapes[p]}) and it is "
                 f"not the bias of a logit-sum head; pass overrides={{{p!r}: dcnn_dd.rules.shared(...)}} or another rule"
             )
-    # RNN: U and W of one cell must partition their outputs alike (2.27); Block does by construction.
+    # RNN (2.27): U and W of one cell partition their outputs alike, since both are BLOCK on output.
     ordered = {p: rules[p] for p in g_shapes}
     return Plan(K, ordered, g_shapes, s_shapes, treedef)
 
@@ -345,17 +345,16 @@ def plan_for(
     **kwargs,
 ) -> Plan:
     """A plan from two Flax modules: ``global_model`` on inputs of ``input_shape`` (with batch,
-    default ``(1, *grid.shape, 1)``... give it explicitly for colour images) and ``sub_model`` on
-    the sub-images.  Shapes come from ``jax.eval_shape`` (nothing is computed); flattened layers
-    are found by :func:`trace_flatten_shapes`.  Keyword arguments go to :func:`make_plan`."""
+    e.g. ``(1, 28, 28, 1)``) and ``sub_model`` on the sub-images (``sub_input_shape``, by default
+    the grid's sub-image shape with the same batch and channels).  Shapes come from
+    ``jax.eval_shape`` (nothing is computed); flattened layers are found by
+    :func:`trace_flatten_shapes`.  Keyword arguments go to :func:`make_plan`."""
     if K is None:
         if grid is None:
             raise ValueError("give K= or grid=")
         K = grid.K  # noqa: N806
     if input_shape is None:
-        if grid is None:
-            raise ValueError("give input_shape= when there is no grid")
-        raise ValueError("give input_shape=, e.g. (1, *grid.shape, channels)")
+        raise ValueError("give input_shape= (with batch and channels), e.g. (1, 28, 28, 1)")
     input_shape = tuple(input_shape)
     if sub_input_shape is None:
         sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
