@@ -22,10 +22,15 @@ import jax.numpy as jnp
 from dcnn_dd.fields import Window
 
 
-def divide_widths(widths: Sequence[int], K: int, name: str) -> tuple[int, ...]:  # noqa: N803
-    """Each width / K, or a ValueError naming the width that K does not divide."""
-    if not isinstance(K, int) or K < 1:
+def divide_widths(widths: int | Sequence[int], K: int, name: str):  # noqa: N803
+    """Each width / K (2.7)-(2.8), or a ValueError naming the width that K does not divide.
+    A single int gives an int."""
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
         raise ValueError(f"K={K!r} must be a positive integer")
+    if isinstance(widths, int):
+        if widths % K:
+            raise ValueError(f"width {name}={widths} is not divisible by K={K}")
+        return widths // K
     out = []
     for i, w in enumerate(widths):
         if w % K:
@@ -154,7 +159,7 @@ class AutoEncoder(nn.Module):
     num_inputs: int = 64
 
     def subnet(self, K: int) -> AutoEncoder:  # noqa: N803
-        (n_in,) = divide_widths((self.num_inputs,), K, "num_inputs")
+        n_in = divide_widths(self.num_inputs, K, "num_inputs")
         return dataclasses.replace(self, features=divide_widths(self.features, K, "features"), num_inputs=n_in)
 
     @nn.compact
