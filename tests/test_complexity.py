@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import flax.linen as nn
-import jax.numpy as jnp
 import pytest
 
 from dcnn_dd.complexity import (

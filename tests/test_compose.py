@@ -158,6 +158,8 @@ def test_bad_inputs_are_clear_errors():
         dd.make_plan(g, s, 0)
     with pytest.raises(ValueError, match="head="):
         dd.make_plan(g, s, 4, head="max")
+    with pytest.raises(ValueError, match="even number of convolutions"):
+        PlainCNN(features=(2, 2, 2), residual=True).windows()
     with pytest.raises(ValueError, match="rank"):
         PlainCNN().apply(model.init(jax.random.PRNGKey(0), jnp.ones((1, 28, 28, 1))), jnp.ones((28, 28, 1)))
 

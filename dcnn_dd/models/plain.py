@@ -65,18 +65,17 @@ class PlainCNN(nn.Module):
             self, features=divide_widths(self.features, K, "features"), fc=divide_widths(self.fc, K, "fc")
         )
 
-    def _plan_layers(self):
-        """[(kind, index)] in order: ('conv', i), ('pool', i), ('block', j) for residual pairs."""
+    def _check(self) -> None:
         if self.residual and len(self.features) % 2:
-            raise ValueError("residual=True needs an even number of convolutions (pairs)")
-        return list(range(len(self.features)))
+            raise ValueError(f"residual=True needs an even number of convolutions (pairs), got features={self.features}")
 
     def spatial_layers(self) -> list[tuple[str, list[Window]]]:
         """(recorded layer name, windows from the input to it) for every spatial layer."""
         out, ws, n = [], [], 0
         conv = Window(self.kernel, 1, self.padding)
         pool = Window(self.pool, self.pool, "VALID")
-        for i in self._plan_layers():
+        self._check()
+        for i in range(len(self.features)):
             ws = ws + [conv]
             out.append((f"layer{n}", list(ws)))
             n += 1
@@ -94,6 +93,7 @@ class PlainCNN(nn.Module):
     def __call__(self, x, train: bool = False):
         if x.ndim != self.ndim + 2:
             raise ValueError(f"PlainCNN(ndim={self.ndim}) takes inputs of rank {self.ndim + 2}, got shape {x.shape}")
+        self._check()
         n = 0
         k = (self.kernel,) * self.ndim
         p = (self.pool,) * self.ndim
