@@ -43,10 +43,6 @@ __all__ = [
 divide = divide_widths  # one rule for (2.7)-(2.8) widths, shared with models.plain
 
 
-def _divide_one(w: int, K: int, name: str) -> int:  # noqa: N803
-    return divide_widths(w, K, name)
-
-
 def _bn(train: bool, name: str) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
@@ -228,8 +224,8 @@ class BottleneckResNet(nn.Module):
         return dataclasses.replace(
             self,
             widths=divide(self.widths, K, "widths"),
-            stem_width=_divide_one(self.stem_width, K, "stem_width"),
-            fc_hidden=None if self.fc_hidden is None else _divide_one(self.fc_hidden, K, "fc_hidden"),
+            stem_width=divide(self.stem_width, K, "stem_width"),
+            fc_hidden=None if self.fc_hidden is None else divide(self.fc_hidden, K, "fc_hidden"),
         )
 
     @nn.compact
