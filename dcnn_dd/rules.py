@@ -114,6 +114,12 @@ class Place:
     def _index(self, k: int, K: int, sub_shape, global_shape):  # noqa: N803
         return np.ix_(*[m.indices(k, K, g, G) for m, g, G in zip(self.maps, sub_shape, global_shape)])
 
+    @property
+    def disjoint(self) -> bool:
+        """No two sub-networks write the same entry: some axis is split (a BLOCK, or a FIELD with
+        channel blocks), so every placed entry has multiplicity exactly 1."""
+        return any(isinstance(m, Block) or (isinstance(m, Field) and m.split_channels) for m in self.maps)
+
     def multiplicity(self, K: int, sub_shape, global_shape) -> np.ndarray:  # noqa: N803
         count = np.zeros(global_shape, dtype=np.int32)
         for k in range(K):
@@ -136,14 +142,14 @@ class Place:
         sub_shape = tuple(sub_shape)
         if not self.maps:
             return jnp.broadcast_to(value / (K * self.scale), (K,))
-        mult = self.multiplicity(K, sub_shape, value.shape)
+        # only shared entries need the (global-sized) multiplicity count
+        mult = None if self.disjoint else self.multiplicity(K, sub_shape, value.shape)
         subs = []
         for k in range(K):
             idx = self._index(k, K, sub_shape, value.shape)
             part = value[idx]
-            m = mult[idx]
-            if (m != 1).any():
-                part = part / jnp.asarray(m, value.dtype)
+            if mult is not None and (mult[idx] != 1).any():
+                part = part / jnp.asarray(mult[idx], value.dtype)
             if self.scale != 1.0:
                 part = part / jnp.asarray(self.scale, value.dtype)
             subs.append(part)

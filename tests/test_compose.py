@@ -58,6 +58,8 @@ def test_roundtrip_shapes_and_exact_zeros():
         # every entry not placed by some sub-network is exactly zero
         mult = rule.multiplicity(plan.K, plan.sub_shapes[path], plan.global_shapes[path]) if rule.maps else None
         if mult is not None:
+            if rule.disjoint:
+                assert mult.max() == 1, path
             gl = np.asarray(leaves_by_path(g)[path])
             assert np.all(gl[mult == 0] == 0), path
             if "block-diagonal" in rule.note:
