@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv test demo complexity clean
+.PHONY: venv data test demo complexity clean
 
 venv: $(STAMP)
 
@@ -14,11 +15,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The offline dataset: Debian's dataset-fashion-mnist (IDX files in $(FMNIST)), or your own
+# copy of the four IDX files in $$DCNN_DD_DATA.
+data:
+	@if [ -n "$$DCNN_DD_DATA" ] || [ -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST: found ($${DCNN_DD_DATA:-$(FMNIST)})"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)); \
+	elif command -v apt-get >/dev/null && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  (sudo apt-get install -y -q dataset-fashion-mnist || (sudo apt-get update -q && sudo apt-get install -y -q dataset-fashion-mnist)); \
+	else \
+	  echo "Fashion-MNIST not found and cannot be installed automatically. Either:"; \
+	  echo "  sudo apt-get install dataset-fashion-mnist      # Debian/Ubuntu: IDX files in $(FMNIST)"; \
+	  echo "or download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,"; \
+	  echo "t10k-labels-idx1-ubyte.gz from https://github.com/zalandoresearch/fashion-mnist into a directory DIR and"; \
+	  echo "  export DCNN_DD_DATA=DIR"; \
+	  exit 1; \
+	fi
+
+test: $(STAMP) data
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-demo: $(STAMP)
-	$(PY) -m experiments.complexity
+demo: $(STAMP) data
+	$(PY) -m experiments.quickstart
 
 complexity: $(STAMP)
 	$(PY) -m experiments.complexity

@@ -11,3 +11,21 @@ def test_compose_benchmark_tiny(tmp_path):
     assert saved == rows and len(rows) == 1
     r = rows[0]
     assert r["compose_s"] > 0 and r["forward_s"] > 0 and r["compose_over_forward"] == r["compose_s"] / r["forward_s"]
+
+
+def test_subnet_speedup_benchmark_tiny(tmp_path):
+    from benchmarks import subnet_speedup
+
+    r = subnet_speedup.main(["--tiny", "--repeats", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "subnet_speedup.json").read_text())
+    for key in ("time_ratio", "flop_ratio", "efficiency", "strategy", "backend"):
+        assert saved[key] == r[key]
+    assert set(r["strategies"]) == {"sequential", "vmap", "shard_map"} and r["strategy"] in r["strategies"]
+    best = r["strategies"][r["strategy"]]
+    assert best["step_s"] == min(s["step_s"] for s in r["strategies"].values())
+    assert r["time_ratio"] == r["global_step_s"] / best["step_s"]
+    assert r["efficiency"] == r["time_ratio"] / r["flop_ratio"]
+    # (2.10): each sub-network has 1/K of the widths (1/K^2 of the MACs per pixel) on 1/K of the
+    # pixels, so K of them cost ~1/K^2 of the global network; less where the input channels (3)
+    # and the classifier's outputs are not divided
+    assert 10 < r["flop_ratio"] <= 16

@@ -1,0 +1,132 @@
+"""Training-step time of the global network against its K sub-networks (Algorithm 1's speed-up).
+
+    python -m benchmarks.subnet_speedup             # ResNet32 (64/128/256), K=4, 32x32 -> 4 x 16x16
+    python -m benchmarks.subnet_speedup --tiny      # seconds; what the test suite runs
+
+In one run on the current device, same batch size for both: one Adam training step of the
+global network, and one step of all K sub-networks on their sub-images with each strategy of
+:mod:`dcnn_dd.train.concurrent` (median of ``--repeats`` steps after compilation).  Prints
+
+* ``time_ratio``  = t(global step) / t(K sub-network steps, fastest strategy),
+* ``flop_ratio``  = FLOPs(global) / (K x FLOPs(sub-network)) by the paper's convention (2.10),
+* ``efficiency``  = time_ratio / flop_ratio (1: the sub-networks run as fast as their FLOPs allow),
+
+and the memory of each compiled step (XLA's buffer assignment: arguments + outputs + temporaries
+- aliased, the same measure on every backend).  Writes ``results/bench/subnet_speedup.json``.
+Targets (issue 3): efficiency >= 0.7 on CPU; time ratio >= 5 on one GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import dcnn_dd as dd
+from dcnn_dd.complexity import count_flops
+from dcnn_dd.models import CifarResNet
+from dcnn_dd.train import concurrent, parallel
+from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
+
+
+def _time(step, fresh, repeats: int) -> float:
+    jax.block_until_ready(step(*fresh()))
+    ts = []
+    for _ in range(repeats):
+        args = jax.block_until_ready(fresh())
+        t0 = time.perf_counter()
+        jax.block_until_ready(step(*args))
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def _memory(step, args) -> int | None:
+    try:
+        m = step.lower(*args).compile().memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None
+
+
+def bench(model, grid, K, batch, repeats, strategies, channels=3):  # noqa: N803
+    sub = model.subnet(K)
+    tx = default_tx()
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, *grid.shape, channels)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, model.num_classes, batch).astype(np.int32))
+
+    g_vars = jax.device_get(init_variables(model, jax.random.PRNGKey(0), (1, *grid.shape, channels)))
+    g_host = jax.device_get(create_state(g_vars, tx))
+    g_step = jax.jit(lambda st, x, y: train_step(model, tx, st, x, y, 1e-3), donate_argnums=0)
+    g_fresh = lambda: (jax.device_put(g_host), x, y)  # noqa: E731
+    t_global = _time(g_step, g_fresh, repeats)
+    mem_global = _memory(g_step, g_fresh())
+
+    keys = jax.random.split(jax.random.PRNGKey(1), K)
+    s_vars = [jax.device_get(init_variables(sub, k, (1, *grid.sub_shape, channels))) for k in keys]
+    s_host = jax.device_get(jax.vmap(lambda v: create_state(v, tx))(dd.stack(s_vars)))
+    lrs = jnp.full((K,), 1e-3)
+    one = lambda st, xk, y, lr: train_step(sub, tx, st, xk, y, lr)  # noqa: E731
+    mesh = parallel.subnet_mesh(K)
+    rows = {}
+    for s in strategies:
+        mapped = concurrent.kmap(one, s, K=K, in_axes=(0, 0, None, 0), mesh=mesh)
+        step = jax.jit(lambda st, x, y, lrs, m=mapped: m(st, dd.decompose_input(x, grid), y, lrs), donate_argnums=0)
+        if s == "shard_map" and K % mesh.devices.size == 0:
+            sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("subnet"))
+        else:
+            sharding = parallel.replicated(parallel.subnet_mesh(K, 1 if s != "shard_map" else None))
+        fresh = lambda sh=sharding: (parallel.put_global(s_host, sh), x, y, lrs)  # noqa: E731
+        t = _time(step, fresh, repeats)
+        rows[s] = {"step_s": t, "time_ratio": t_global / t, "memory_bytes": _memory(step, fresh())}
+        print(f"  K sub-networks, {s:<10}  {t * 1e3:9.1f} ms/step   ratio {t_global / t:6.2f}")
+    best = min(rows, key=lambda s: rows[s]["step_s"])
+    in_g, in_s = (1, *grid.shape, channels), (1, *grid.sub_shape, channels)
+    flop_ratio = count_flops(model, in_g) / (K * count_flops(sub, in_s))
+    time_ratio = rows[best]["time_ratio"]
+    return {
+        "time_ratio": time_ratio, "flop_ratio": flop_ratio, "efficiency": time_ratio / flop_ratio, "strategy": best,
+        "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "devices": jax.device_count(),
+        "global_step_s": t_global, "global_memory_bytes": mem_global, "strategies": rows, "K": K, "batch": batch,
+        "network": f"CifarResNet(depth={model.depth}, widths={tuple(model.widths)})", "input": list(grid.shape),
+        "sub_input": list(grid.sub_shape),
+    }
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tiny", action="store_true")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--strategies", default="sequential,vmap,shard_map")
+    p.add_argument("--out", default="results/bench")
+    args = p.parse_args(argv)
+    strategies = [s for s in args.strategies.split(",") if s != "shard_map" or jax.device_count() > 1 or args.tiny]
+    if args.tiny:
+        model, batch = CifarResNet(depth=8, widths=(8, 16, 32)), 8
+    else:
+        model, batch = CifarResNet(depth=32, widths=(64, 128, 256)), args.batch_size
+    grid = dd.paper_grid("cifar")  # 32x32 -> 2x2 of 16x16, non-overlap
+    print(f"{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s)): "
+          f"{model.__class__.__name__} depth {model.depth} widths {tuple(model.widths)}, K=4, batch {batch}")
+    r = bench(model, grid, 4, batch, args.repeats, strategies)
+    mem = r["global_memory_bytes"], r["strategies"][r["strategy"]]["memory_bytes"]
+    print(f"  global network              {r['global_step_s'] * 1e3:9.1f} ms/step")
+    print(f"time_ratio {r['time_ratio']:.2f}  flop_ratio {r['flop_ratio']:.2f}  efficiency {r['efficiency']:.2f}  "
+          f"(strategy {r['strategy']})")
+    if None not in mem:
+        print(f"memory per step: global {mem[0] / 2**20:.1f} MiB, K sub-networks {mem[1] / 2**20:.1f} MiB")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "subnet_speedup.json").write_text(json.dumps(r, indent=2) + "\n")
+    return r
+
+
+if __name__ == "__main__":
+    main()

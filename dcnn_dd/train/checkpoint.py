@@ -1,0 +1,131 @@
+"""Run directories and resumable checkpoints (orbax).
+
+Layout of a run directory::
+
+    <run_dir>/config.json          the run's configuration; a re-run must match it
+    <run_dir>/ckpt/<phase>/<step>/ orbax checkpoints: the state and a JSON ``meta`` record
+    <run_dir>/metrics.jsonl        one line per epoch and phase
+    <run_dir>/summary.json, *.png  written at the end
+
+Each phase keeps its last two checkpoints.  Saves are synchronous and atomic (orbax writes a
+temporary directory and renames it), so a process killed at any moment leaves either the new
+checkpoint or the previous one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but cannot be read."""
+
+
+class ConfigMismatchError(ValueError):
+    """The run directory holds a run with another configuration."""
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"  {prefix}{k}: checkpoint {va!r}, now {vb!r}")
+    return out
+
+
+def _normalise(config: dict) -> dict:
+    return json.loads(json.dumps(config))  # tuples -> lists, as they come back from disk
+
+
+class RunDir:
+    """A run directory bound to one configuration (a JSON-able dict)."""
+
+    def __init__(self, path, config: dict, *, restart: bool = False):
+        self.path = Path(path)
+        self.config = _normalise(config)
+        cfg_file = self.path / "config.json"
+        if restart and self.path.exists() and jax.process_index() == 0:
+            shutil.rmtree(self.path / "ckpt", ignore_errors=True)
+            for name in ("config.json", "metrics.jsonl", "summary.json"):
+                (self.path / name).unlink(missing_ok=True)
+        if cfg_file.exists():
+            try:
+                old = json.loads(cfg_file.read_text())
+            except json.JSONDecodeError as e:
+                raise CheckpointError(f"{cfg_file} is not valid JSON ({e}); delete the run directory or pass --restart") from e
+            diffs = _diff(old, self.config)
+            if diffs:
+                raise ConfigMismatchError(
+                    f"run directory {self.path} holds a run with another configuration:\n" + "\n".join(diffs)
+                    + "\nRe-run with the same settings to resume it, choose another --run-dir, or pass --restart "
+                    "to discard its checkpoints."
+                )
+        elif jax.process_index() == 0:
+            self.path.mkdir(parents=True, exist_ok=True)
+            cfg_file.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+
+    def phase(self, name: str) -> PhaseCheckpoints:
+        return PhaseCheckpoints(self.path / "ckpt" / name)
+
+
+class PhaseCheckpoints:
+    """The checkpoints of one phase: ``save(step, state, meta)``, ``restore(like) -> (state, meta)``."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory).absolute()
+        self._mgr = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=True),
+        )
+
+    def latest(self) -> int | None:
+        self._mgr.reload()
+        return self._mgr.latest_step()
+
+    def save(self, step: int, state, meta: dict) -> None:
+        step = int(step)
+        latest = self.latest()
+        if latest is not None and step == latest:  # e.g. an epoch finished after a Ctrl-C save at its last step
+            if self.meta(step) == meta:
+                return
+            self._mgr.delete(step)  # the previous checkpoint (max_to_keep=2) covers a kill here
+        elif latest is not None and step < latest:
+            raise CheckpointError(f"refusing to save step {step} in {self.directory}: it already holds step {latest}")
+        self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        self._mgr.wait_until_finished()
+
+    def meta(self, step: int) -> dict:
+        return self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def restore(self, like_state, step: int | None = None):
+        """The latest (or ``step``) checkpoint, placed with the shardings of ``like_state``."""
+        step = self.latest() if step is None else step
+        if step is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        path = self.directory / str(step)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+        try:
+            out = self._mgr.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+            )
+            state, meta = out["state"], out["meta"]
+            if not isinstance(meta, dict):
+                raise ValueError("the meta record is missing")
+        except Exception as e:  # orbax/tensorstore raise many types for damaged files
+            raise CheckpointError(
+                f"checkpoint {path} cannot be read: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
+                f"It is damaged (truncated or partly deleted). Remove it to resume from the previous one "
+                f"(rm -r '{path}'), or start the run over with --restart."
+            ) from e
+        return state, meta
+
+    def close(self) -> None:
+        self._mgr.close()

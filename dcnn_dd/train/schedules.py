@@ -1,0 +1,97 @@
+"""Learning-rate schedules of the paper (Section 3.1.1 and 3.1.2) and its plateau rule.
+
+``lr(epoch) = Piecewise(...)(epoch) * Plateau.scale``.  The host evaluates both once per epoch
+and passes the result to the jitted step, one value per network (the K sub-networks each keep
+their own plateau state: they see different sub-images, so their validation accuracies differ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Piecewise:
+    """``base`` multiplied by ``factor`` at each ``(epoch, factor)`` milestone reached (0-based
+    epochs: the milestone 80 applies from the 81st epoch on, "divided by 10 at 80 epochs")."""
+
+    base: float
+    milestones: tuple[tuple[int, float], ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "milestones", tuple((int(e), float(f)) for e, f in self.milestones))
+        if self.base <= 0 or not math.isfinite(self.base):
+            raise ValueError(f"learning rate base={self.base} must be positive and finite")
+        epochs = [e for e, _ in self.milestones]
+        if epochs != sorted(epochs) or any(e < 0 for e in epochs):
+            raise ValueError(f"milestones {self.milestones} must be non-negative and increasing")
+
+    def __call__(self, epoch: int) -> float:
+        lr = self.base
+        for e, f in self.milestones:
+            if epoch >= e:
+                lr *= f
+        return lr
+
+    def to_json(self) -> dict:
+        return {"base": self.base, "milestones": [list(m) for m in self.milestones]}
+
+    @classmethod
+    def from_json(cls, d) -> Piecewise:
+        if isinstance(d, (int, float)):
+            return cls(float(d))
+        return cls(float(d["base"]), tuple(tuple(m) for m in d.get("milestones", ())))
+
+
+# Section 3.1.1 (CIFAR, batch 32): GNet-R 200 epochs; SNets 120; GNet-T 80 (same total: 200).
+# Section 3.1.2 (Food101, batch 128, 300 iterations/epoch): GNet-R 200; SNets 100; GNet-T 100.
+PAPER_SCHEDULES = {
+    "cifar": {
+        "gnet_r": (200, Piecewise(1e-3, ((80, 0.1), (140, 0.1), (160, 0.1), (180, 0.5)))),
+        "snets": (120, Piecewise(1e-3, ((60, 0.1), (80, 0.1), (100, 0.1)))),
+        "gnet_t": (80, Piecewise(1e-4, ((20, 0.1), (40, 0.1), (60, 0.5)))),
+    },
+    "food101": {
+        "gnet_r": (200, Piecewise(1e-3, ((120, 0.1), (180, 0.1)))),
+        "snets": (100, Piecewise(1e-3, ((80, 0.1),))),
+        "gnet_t": (100, Piecewise(1e-3, ((60, 0.1), (80, 0.1)))),
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plateau:
+    """The paper's adaptive rule: divide the learning rate by ``sqrt(10)`` when the validation
+    accuracy has not improved for ``patience`` epochs (Sections 3.1.1, 3.1.2).  Immutable:
+    :meth:`update` returns the next state, so it can be checkpointed as JSON."""
+
+    patience: int = 5
+    factor: float = 10 ** -0.5
+    best: float = -math.inf
+    wait: int = 0
+    scale: float = 1.0
+
+    def update(self, val_acc: float) -> Plateau:
+        if val_acc > self.best:
+            return dataclasses.replace(self, best=float(val_acc), wait=0)
+        wait = self.wait + 1
+        if wait >= self.patience:
+            return dataclasses.replace(self, wait=0, scale=self.scale * self.factor)
+        return dataclasses.replace(self, wait=wait)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["best"] = None if math.isinf(self.best) else self.best
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Plateau:
+        d = dict(d)
+        d["best"] = -math.inf if d.get("best") is None else d["best"]
+        return cls(**d)
+
+
+def learning_rates(schedule: Piecewise, plateaus: Sequence[Plateau], epoch: int) -> list[float]:
+    return [schedule(epoch) * p.scale for p in plateaus]

@@ -1,0 +1,92 @@
+"""Training state and the pure training / evaluation steps for one network.
+
+A network's variables are split into ``params`` (trained) and ``model_state`` (the other
+mutable collections, e.g. BatchNorm's ``batch_stats``); the ``intermediates`` that the models
+``sow`` are never kept.  The optimiser ``tx`` gives the update *direction* (default: Adam's,
+``optax.scale_by_adam()``, the paper's optimiser); the learning rate is an explicit argument of
+:func:`train_step`, so the host can apply any schedule and the plateau rule per epoch (and per
+sub-network) without recompiling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+DROP = ("intermediates",)
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+
+    @property
+    def variables(self) -> dict:
+        return {"params": self.params, **self.model_state}
+
+
+def default_tx() -> optax.GradientTransformation:
+    """Adam's update direction; the engine multiplies it by ``-lr``."""
+    return optax.scale_by_adam()
+
+
+def split_variables(variables) -> tuple[Any, dict]:
+    variables = {k: v for k, v in dict(variables).items() if k not in DROP}
+    params = variables.pop("params")
+    return params, variables
+
+
+def create_state(variables, tx: optax.GradientTransformation) -> TrainState:
+    params, model_state = split_variables(variables)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=tx.init(params))
+
+
+def init_variables(model, key, input_shape) -> dict:
+    """``model.init`` on zeros of ``input_shape`` (with batch), without ``intermediates``."""
+    variables = model.init(key, jnp.zeros(tuple(input_shape), jnp.float32), train=False)
+    return {k: v for k, v in dict(variables).items() if k not in DROP}
+
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def train_step(model, tx, state: TrainState, x, labels, lr):
+    """One optimiser step on a batch: softmax cross-entropy, ``params -= lr * tx(grads)``.
+
+    Returns the new state and ``{'loss', 'accuracy'}`` of the batch (before the update).  Pure;
+    BatchNorm statistics are the batch's (its mean over the global batch when ``x`` is sharded,
+    so data-parallel runs keep them consistent across devices)."""
+    mutable = list(state.model_state)
+
+    def loss_fn(params):
+        variables = {"params": params, **state.model_state}
+        if mutable:
+            logits, new_ms = model.apply(variables, x, train=True, mutable=mutable)
+        else:
+            logits, new_ms = model.apply(variables, x, train=True), {}
+        return cross_entropy(logits, labels).mean(), (logits, new_ms)
+
+    (loss, (logits, new_ms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    lr = jnp.asarray(lr, jnp.float32)
+    params = jax.tree.map(lambda p, u: p - (lr * u).astype(p.dtype), state.params, updates)
+    acc = jnp.mean(jnp.argmax(logits, -1) == labels)
+    new = state.replace(step=state.step + 1, params=params, model_state={**state.model_state, **new_ms}, opt_state=opt_state)
+    return new, {"loss": loss, "accuracy": acc}
+
+
+def eval_step(model, variables, x, labels, mask):
+    """Sums over the unmasked samples: ``{'correct', 'loss', 'count'}``, and the logits."""
+    logits = model.apply(variables, x, train=False)
+    m = mask.astype(jnp.float32)
+    correct = jnp.sum((jnp.argmax(logits, -1) == labels) * m)
+    loss = jnp.sum(cross_entropy(logits, labels) * m)
+    return {"correct": correct, "loss": loss, "count": jnp.sum(m)}, logits

@@ -1,0 +1,87 @@
+"""Helpers for tests that run experiments in subprocesses (real kills, several processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env(devices: int | None = None, **extra) -> dict:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_FLAGS", "JAX_NUM_CPU_DEVICES"))}
+    e["JAX_PLATFORMS"] = "cpu"
+    e["PYTHONPATH"] = str(ROOT)
+    if devices is not None:
+        e["JAX_NUM_CPU_DEVICES"] = str(devices)
+    e.update({k: str(v) for k, v in extra.items()})
+    return e
+
+
+def quickstart_cmd(run_dir, *args) -> list[str]:
+    return [sys.executable, "-m", "experiments.quickstart", "--tiny", "--no-progress", "--strategy", "sequential",
+            "--run-dir", str(run_dir), *map(str, args)]
+
+
+def run(cmd, *, devices=None, timeout=300, check=True, **extra) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, cwd=ROOT, env=env(devices, **extra), capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def start(cmd, *, devices=None, **extra) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env(devices, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    t0 = time.time()
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"process ended ({proc.returncode}) before the condition:\n{out[-2000:]}\n{err[-2000:]}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def checkpoints(run_dir, phase: str) -> list[int]:
+    d = Path(run_dir) / "ckpt" / phase
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def final_params(run_dir, phase: str) -> dict:
+    """The parameters of a phase's latest checkpoint as numpy arrays, by leaf path."""
+    step = checkpoints(run_dir, phase)[-1]
+    path = Path(run_dir).absolute() / "ckpt" / phase / str(step) / "state"
+    ckptr = ocp.PyTreeCheckpointer()
+    # as numpy on the host, whatever devices (or processes) saved it
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), ckptr.metadata(path).item_metadata.tree)
+    tree = ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
+    out = {}
+
+    def walk(t, prefix):
+        if isinstance(t, dict):
+            for k, v in t.items():
+                walk(v, f"{prefix}/{k}")
+        else:
+            out[prefix] = np.asarray(t)
+
+    walk(tree["params"], "")
+    return out
+
+
+def kill(proc: subprocess.Popen, sig=signal.SIGKILL) -> tuple[int, str, str]:
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err

@@ -1,0 +1,73 @@
+"""Run directories and checkpoints: round trip, config mismatch, damaged checkpoints."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, RunDir
+from dcnn_dd.train.state import create_state, default_tx
+
+
+def _state():
+    variables = {"params": {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}, "batch_stats": {"m": jnp.zeros(3)}}
+    return create_state(variables, default_tx())
+
+
+def test_roundtrip_is_bitwise_and_keeps_meta(tmp_path):
+    rd = RunDir(tmp_path / "run", {"lr": 1e-3, "model": {"w": [1, 2]}})
+    store = rd.phase("gnet_r")
+    assert store.latest() is None
+    st = _state().replace(step=jnp.int32(7))
+    st = st.replace(params=jax.tree.map(lambda a: a * 1.2345678, st.params))
+    store.save(7, st, {"epoch": 2, "history": [{"val_acc": 0.5}]})
+    back, meta = rd.phase("gnet_r").restore(_state())
+    assert meta == {"epoch": 2, "history": [{"val_acc": 0.5}]}
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(st)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # saving the same step again with the same meta is a no-op; with another meta it replaces
+    store.save(7, st, {"epoch": 2, "history": [{"val_acc": 0.5}]})
+    store.save(7, st, {"epoch": 3, "history": []})
+    assert store.restore(_state())[1]["epoch"] == 3
+    with pytest.raises(CheckpointError, match="refusing"):
+        store.save(6, st, {})
+    # only the last two checkpoints are kept
+    for s in (8, 9, 10):
+        store.save(s, st, {"epoch": s})
+    assert sorted(int(p.name) for p in store.directory.iterdir() if p.name.isdigit()) == [9, 10]
+
+
+def test_config_mismatch_is_a_clear_error(tmp_path):
+    RunDir(tmp_path, {"lr": 1e-3, "model": {"features": [8, 8]}})
+    RunDir(tmp_path, {"lr": 1e-3, "model": {"features": (8, 8)}})  # tuples == lists once on disk
+    with pytest.raises(ConfigMismatchError) as e:
+        RunDir(tmp_path, {"lr": 1e-2, "model": {"features": [8, 16]}})
+    msg = str(e.value)
+    assert "lr: checkpoint 0.001, now 0.01" in msg and "model.features" in msg and "--restart" in msg
+    rd = RunDir(tmp_path, {"lr": 1e-2}, restart=True)  # --restart discards the old run
+    assert json.loads((rd.path / "config.json").read_text()) == {"lr": 1e-2}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete_meta", "garbage"])
+def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
+    store = RunDir(tmp_path, {}).phase("snets")
+    store.save(1, _state(), {"epoch": 1})
+    step_dir = store.directory / "1"
+    files = sorted(p for p in step_dir.rglob("*") if p.is_file())
+    if damage == "truncate":
+        for p in files:
+            if "state" in p.parts and p.stat().st_size > 8:
+                p.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
+    elif damage == "delete_meta":
+        for p in files:
+            if "meta" in p.parts:
+                p.unlink()
+    else:
+        for p in files:
+            if "state" in p.parts:
+                p.write_bytes(b"\x00garbage" * 3)
+    with pytest.raises(CheckpointError, match="cannot be read") as e:
+        store.restore(_state())
+    assert "rm -r" in str(e.value) and "--restart" in str(e.value)

@@ -1,0 +1,32 @@
+"""Several devices (4 simulated CPU devices, in a subprocess): every sub-network strategy agrees,
+shard_map with K a multiple of the device count and not; the data-parallel step on 4 devices
+equals 1 device, BatchNorm statistics included."""
+
+import json
+import sys
+
+import pytest
+
+from tests import runs
+
+
+@pytest.fixture(scope="module")
+def measured():
+    p = runs.run([sys.executable, "-m", "tests.multidevice_checks"], devices=4)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_strategies_agree_on_4_devices(measured):
+    k4, k6 = measured["subnets"]
+    assert (k4["K"], k4["mesh"], k4["shard_map_devices"]) == (4, 4, 4)  # one sub-network per device
+    assert (k6["K"], k6["mesh"]) == (6, 4)  # 6 on 4 devices: padded to 8, 2 per device
+    for r in (k4, k6):
+        assert r["shard_map_vs_sequential"] < 1e-6, r
+        assert r["vmap_vs_sequential"] < 1e-5, r
+        assert r["distinct"] > 1e-3  # the K results are really different networks
+
+
+def test_data_parallel_on_4_devices_equals_1_device(measured):
+    d = measured["data"]
+    assert d["replicated"] and d["devices"] == 4
+    assert d["params_diff"] < 1e-5 and d["batch_stats_diff"] < 1e-5 and d["loss_diff"] < 1e-5, d
