@@ -306,7 +306,6 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     state, histories["gnet_t"] = run_phase(phase, state, rd.phase("gnet_t"), train_global,
                                            on_epoch=phase_cb("gnet_t"), progress=progress)
     write_metrics()
-    final_gnet_t = parallel.to_host(state.params)
     del state
 
     summary = summarize(c, histories, extra)
@@ -315,7 +314,6 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
         plots.accuracy_curves(histories, rd.path / "accuracy.png")
         plots.phase_times(summary, rd.path / "phase_times.png")
         log(summary_table(summary))
-    summary["_gnet_t_params"] = final_gnet_t  # for callers and tests; not written to disk
     return summary
 
 

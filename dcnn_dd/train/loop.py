@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -119,7 +120,7 @@ def run_phase(
     if steps == 0:
         raise ValueError(f"{phase.name}: batch size {data.batch_size} exceeds the {len(data.source)} training samples")
     last_epoch = phase.epochs + phase.extra_epochs
-    show = progress and jax.process_index() == 0
+    show = progress and jax.process_index() == 0 and sys.stderr.isatty()  # bars on a terminal; epoch lines always
 
     def save(epoch, step_in_epoch, done=False):
         m = {"epoch": epoch, "step_in_epoch": step_in_epoch, "done": done, "history": history,
