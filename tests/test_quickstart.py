@@ -88,3 +88,12 @@ def test_other_config_in_same_run_dir_is_a_clear_error(reference, tmp_path):
     p = runs.run(runs.quickstart_cmd(tmp_path, "--seed", "1"), check=False)
     assert p.returncode == 2
     assert "another configuration" in p.stderr and "seed" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_resnet_option_runs_and_reports_its_deviation(tmp_path):
+    """--model resnet (GAP, same padding, BatchNorm) leaves the theorem's setting: it must run
+    end to end (here with the vmap strategy) and report the deviation, not hide it."""
+    runs.run(runs.quickstart_cmd(tmp_path, "--model", "resnet", "--strategy", "vmap"))
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert set(KEYS) <= set(s) and s["strategy"]["strategy"] == "vmap"
+    assert s["theorem_2_1_max_abs_diff"] > 1e-3  # BatchNorm batch statistics and GAP break the logit sum
