@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -33,17 +31,6 @@ from dcnn_dd.complexity import count_flops
 from dcnn_dd.models import CifarResNet
 from dcnn_dd.train import concurrent, parallel
 from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
-
-
-def _time(step, fresh, repeats: int) -> float:
-    jax.block_until_ready(step(*fresh()))
-    ts = []
-    for _ in range(repeats):
-        args = jax.block_until_ready(fresh())
-        t0 = time.perf_counter()
-        jax.block_until_ready(step(*args))
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def _memory(step, args) -> int | None:
@@ -65,7 +52,7 @@ def bench(model, grid, K, batch, repeats, strategies, channels=3):  # noqa: N803
     g_host = jax.device_get(create_state(g_vars, tx))
     g_step = jax.jit(lambda st, x, y: train_step(model, tx, st, x, y, 1e-3), donate_argnums=0)
     g_fresh = lambda: (jax.device_put(g_host), x, y)  # noqa: E731
-    t_global = _time(g_step, g_fresh, repeats)
+    t_global = concurrent.median_step_time(g_step, g_fresh, repeats)
     mem_global = _memory(g_step, g_fresh())
 
     keys = jax.random.split(jax.random.PRNGKey(1), K)
@@ -83,7 +70,7 @@ def bench(model, grid, K, batch, repeats, strategies, channels=3):  # noqa: N803
         else:
             sharding = parallel.replicated(parallel.subnet_mesh(K, 1 if s != "shard_map" else None))
         fresh = lambda sh=sharding: (parallel.put_global(s_host, sh), x, y, lrs)  # noqa: E731
-        t = _time(step, fresh, repeats)
+        t = concurrent.median_step_time(step, fresh, repeats)
         rows[s] = {"step_s": t, "time_ratio": t_global / t, "memory_bytes": _memory(step, fresh())}
         print(f"  K sub-networks, {s:<10}  {t * 1e3:9.1f} ms/step   ratio {t_global / t:6.2f}")
     best = min(rows, key=lambda s: rows[s]["step_s"])

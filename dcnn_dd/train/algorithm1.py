@@ -120,9 +120,12 @@ class Experiment:
         mesh = self.smesh if jax.process_count() > 1 else parallel.subnet_mesh(self.config.K, 1)
         return parallel.replicated(mesh)
 
+    def sub_host_state(self, stacked_variables):
+        """The K fresh training states, stacked, on the host."""
+        return jax.device_get(jax.vmap(lambda v: create_state(v, self.tx))(stacked_variables))
+
     def sub_state(self, stacked_variables, strategy: str):
-        state = jax.vmap(lambda v: create_state(v, self.tx))(stacked_variables)
-        return parallel.put_global(jax.device_get(state), self.sub_sharding(strategy))
+        return parallel.put_global(self.sub_host_state(stacked_variables), self.sub_sharding(strategy))
 
     def sub_step(self, strategy: str):
         c = self.config
@@ -159,7 +162,7 @@ class Experiment:
         ids = np.arange(c.batch_size)
         images, labels = self.train_source.take(ids)
         lrs = jnp.full((c.K,), 1e-3, jnp.float32)
-        host_state = jax.device_get(jax.vmap(lambda v: create_state(v, self.tx))(stacked_variables))
+        host_state = self.sub_host_state(stacked_variables)
 
         def build(s):
             step = self.sub_step(s)

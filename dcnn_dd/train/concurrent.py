@@ -95,24 +95,27 @@ def candidates(K: int, mesh: Mesh | None) -> list[str]:  # noqa: N803
     return out
 
 
+def median_step_time(step: Callable, fresh: Callable[[], tuple], repeats: int = 3) -> float:
+    """Seconds per call of ``step(*fresh())``: one untimed call (compilation), then the median of
+    ``repeats`` timed calls, each on fresh arguments made outside the timer (steps may donate)."""
+    jax.block_until_ready(step(*fresh()))
+    ts = []
+    for _ in range(repeats):
+        args = jax.block_until_ready(fresh())
+        t0 = time.perf_counter()
+        jax.block_until_ready(step(*args))
+        ts.append(time.perf_counter() - t0)
+    return sorted(ts)[len(ts) // 2]
+
+
 def choose(strategies: Sequence[str], build: Callable[[str], tuple[Callable, Callable[[], tuple]]],
            repeats: int = 3) -> tuple[str, dict[str, float]]:
     """Measure each strategy and return the fastest with all timings (seconds per step).
 
     ``build(s)`` returns ``(step, fresh)``: the jitted step of strategy ``s`` and a function that
     returns fresh arguments for it (steps may donate their state).  One untimed call compiles;
-    the median of ``repeats`` timed calls counts.  The measured steps are thrown away, so the
+    the median of ``repeats`` timed calls counts (:func:`median_step_time`).  The measured steps are thrown away, so the
     choice does not change the training itself."""
-    timings = {}
-    for s in strategies:
-        step, fresh = build(s)
-        jax.block_until_ready(step(*fresh()))
-        ts = []
-        for _ in range(repeats):
-            args = jax.block_until_ready(fresh())
-            t0 = time.perf_counter()
-            jax.block_until_ready(step(*args))
-            ts.append(time.perf_counter() - t0)
-        timings[s] = sorted(ts)[len(ts) // 2]
+    timings = {s: median_step_time(*build(s), repeats=repeats) for s in strategies}
     best = min(timings, key=timings.get)
     return best, timings
