@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data test demo complexity clean
+.PHONY: venv data test demo complexity experiments report clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,18 @@ demo: $(STAMP) data
 
 complexity: $(STAMP)
 	$(PY) -m experiments.complexity
+
+# The paper's Section 3 offline (Fashion-MNIST stand-ins, 2 CPU cores), then results/REPORT.md.
+# On GPUs with the TFDS data: PRESET=paper (or gpu-small) make experiments
+PRESET ?= cpu-smoke
+experiments: $(STAMP) data
+	$(PY) -m experiments.cifar --preset $(PRESET)
+	$(PY) -m experiments.partitions --preset $(PRESET)
+	$(PY) -m experiments.visualize --preset $(PRESET)
+	$(PY) -m experiments.report
+
+report: $(STAMP)
+	$(PY) -m experiments.report
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -31,14 +31,7 @@ from dcnn_dd.complexity import count_flops
 from dcnn_dd.models import CifarResNet
 from dcnn_dd.train import concurrent, parallel
 from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
-
-
-def _memory(step, args) -> int | None:
-    try:
-        m = step.lower(*args).compile().memory_analysis()
-        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
-    except Exception:  # not every backend reports it
-        return None
+from dcnn_dd.train.timing import compiled_memory as _memory
 
 
 def bench(model, grid, K, batch, repeats, strategies, channels=3):  # noqa: N803

@@ -46,8 +46,11 @@ def test_config_mismatch_is_a_clear_error(tmp_path):
         RunDir(tmp_path, {"lr": 1e-2, "model": {"features": [8, 16]}})
     msg = str(e.value)
     assert "lr: checkpoint 0.001, now 0.01" in msg and "model.features" in msg and "--restart" in msg
-    rd = RunDir(tmp_path, {"lr": 1e-2}, restart=True)  # --restart discards the old run
+    for name in ("compose.json", "strategy.json", "summary.json", "metrics.jsonl"):  # written by the old run
+        (tmp_path / name).write_text("{}")
+    rd = RunDir(tmp_path, {"lr": 1e-2}, restart=True)  # --restart discards the old run, all of it
     assert json.loads((rd.path / "config.json").read_text()) == {"lr": 1e-2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete_meta", "garbage"])

@@ -56,3 +56,16 @@ def test_plateau_divides_by_sqrt10_after_patience_epochs_without_improvement():
     assert p.scale == pytest.approx(10 ** -1.5)
     assert Plateau.from_json(p.to_json()) == p
     assert Plateau.from_json(Plateau().to_json()) == Plateau()
+
+
+def test_scaled_schedule_keeps_the_papers_shape():
+    from dcnn_dd.train.schedules import PAPER_SCHEDULES, scaled_schedule
+
+    assert scaled_schedule("cifar", "gnet_r", 1.0) == PAPER_SCHEDULES["cifar"]["gnet_r"]
+    n, s = scaled_schedule("cifar", "gnet_r", 0.05)
+    assert n == 10 and s.milestones == ((4, 0.1), (7, 0.1), (8, 0.1), (9, 0.5))
+    assert s(3) == 1e-3 and abs(s(9) - 1e-3 * 1e-3 * 0.5) < 1e-12
+    n, s = scaled_schedule("food101", "gnet_t", 0.1)
+    assert n == 10 and [e for e, _ in s.milestones] == [6, 8] and s.base == 1e-3
+    with pytest.raises(ValueError):
+        scaled_schedule("cifar", "snets", 0)

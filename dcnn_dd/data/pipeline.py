@@ -199,11 +199,17 @@ def device_put_batch(source, indices, sharding=None, extras: dict | None = None)
 
 
 def batches(source, *, seed: int, epoch: int, batch_size: int, start_step: int = 0, sharding=None,
-            prefetch: int = 2, shuffle: bool = True):
+            prefetch: int = 2, shuffle: bool = True, steps: int | None = None):
     """Device batches ``(images, labels, indices)`` of ``epoch`` from step ``start_step`` on
     (resuming mid-epoch gives the same remaining batches as an uninterrupted epoch).  Returns an
-    iterator with ``close()``; ``prefetch`` batches are gathered ahead in a background thread."""
+    iterator with ``close()``; ``prefetch`` batches are gathered ahead in a background thread.
+    ``steps``: only the first ``steps`` batches of the epoch's permutation (the paper's "300
+    iterations per epoch" on Food101: every epoch a fresh random subset of the data)."""
     order = epoch_order(seed, epoch, len(source), batch_size, shuffle=shuffle)
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"steps={steps} must be >= 1")
+        order = order[:steps]
     if not 0 <= start_step <= len(order):
         raise ValueError(f"start_step={start_step} outside the epoch's {len(order)} steps")
 

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dcnn_dd.fields import Window
 from dcnn_dd.models.plain import divide_widths
 
 __all__ = [
@@ -283,6 +284,20 @@ class DogsCatsCNN(nn.Module):
 
     def subnet(self, K: int) -> DogsCatsCNN:  # noqa: N803
         return dataclasses.replace(self, widths=divide(self.widths, K, "widths"))
+
+    def spatial_layers(self) -> list[tuple[str, list[Window]]]:
+        """``("layer{i}", windows from the input to conv i's output)`` for i = 1..10: the SAME-padded
+        3x3 convs and the 2x2/2 VALID max-pools before it (the map sown as ``layer{i}`` is taken
+        before the pool that may follow conv i).  With :func:`dcnn_dd.fields.activation_field`
+        this gives the exact subdomain Omega of (2.15) at every sown layer (Fig. 3.7)."""
+        conv, pool = Window(3, 1, "SAME"), Window(2, 2, "VALID")
+        out, ws = [], []
+        for i in range(1, len(self.widths) + 1):
+            ws = ws + [conv]
+            out.append((f"layer{i}", list(ws)))
+            if i % self.pool_every == 0 and i < len(self.widths):
+                ws = ws + [pool]
+        return out
 
     @nn.compact
     def __call__(self, x, train: bool = False):

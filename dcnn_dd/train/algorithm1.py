@@ -79,7 +79,17 @@ class Experiment:
     def global_init(self, key) -> dict:
         return init_variables(self.model, key, (1, *self.image_shape))
 
+    def _cached(self, key, build):
+        """One jitted function per (kind, strategy) per experiment: the phases share compilations."""
+        cache = self.__dict__.setdefault("_jit_cache", {})
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
+
     def global_step(self):
+        return self._cached(("global_step",), self._global_step)
+
+    def _global_step(self):
         rep = parallel.replicated(self.dmesh)
 
         def step(state, images, labels, ids, epoch, lr):
@@ -93,13 +103,19 @@ class Experiment:
     def global_eval(self, with_logits: bool = False):
         """state or variables -> (accuracy, logits of the test set if asked)."""
         rep = parallel.replicated(self.dmesh)
-        fn = jax.jit(lambda v, im, lab, ids, mask: eval_step(self.model, v, self.prep(im, ids, 0, False), lab, mask),
-                     out_shardings=rep)
+        fn = self._cached(("global_eval",), lambda: jax.jit(
+            lambda v, im, lab, ids, mask: eval_step(self.model, v, self.prep(im, ids, 0, False), lab, mask),
+            out_shardings=rep))
 
         def evaluate(variables):
             return _evaluate(fn, variables, self.test_source, self.eval_batch, parallel.batch_sharding(self.dmesh),
                              with_logits)
 
+        def evaluate_all(variables):
+            return _evaluate_all(fn, variables, self.test_source, self.eval_batch,
+                                 parallel.batch_sharding(self.dmesh), with_logits)
+
+        evaluate.all = evaluate_all
         return evaluate
 
     # ---------------------------------------------------------------- sub-networks
@@ -128,6 +144,9 @@ class Experiment:
         return parallel.put_global(self.sub_host_state(stacked_variables), self.sub_sharding(strategy))
 
     def sub_step(self, strategy: str):
+        return self._cached(("sub_step", strategy), lambda: self._sub_step(strategy))
+
+    def _sub_step(self, strategy: str):
         c = self.config
         one = lambda st, x, lab, lr: train_step(self.sub, self.tx, st, x, lab, lr)  # noqa: E731
         mapped = concurrent.kmap(one, strategy, K=c.K, in_axes=(0, 0, None, 0), mesh=self.smesh, inner=c.inner)
@@ -145,14 +164,18 @@ class Experiment:
         mapped = concurrent.kmap(one, strategy, K=c.K, in_axes=(0, 0, None, None), mesh=self.smesh, inner=c.inner)
         rep = parallel.replicated(self.sub_sharding(strategy).mesh)
 
-        def fn(v, images, labels, ids, mask):
+        def raw(v, images, labels, ids, mask):
             return mapped(v, decompose_input(self.prep(images, ids, 0, False), self.grid), labels, mask)
 
-        fn = jax.jit(fn, out_shardings=rep)
+        fn = self._cached(("sub_eval", strategy), lambda: jax.jit(raw, out_shardings=rep))
 
         def evaluate(variables):
             return _evaluate(fn, variables, self.test_source, self.eval_batch, rep, with_logits, logit_axis=1)
 
+        def evaluate_all(variables):
+            return _evaluate_all(fn, variables, self.test_source, self.eval_batch, rep, with_logits, logit_axis=1)
+
+        evaluate.all = evaluate_all
         return evaluate
 
     def choose_strategy(self, stacked_variables) -> tuple[str, dict]:
@@ -177,6 +200,17 @@ class Experiment:
         return concurrent.choose(concurrent.candidates(c.K, self.smesh), build)
 
 
+def _val(evaluate):
+    """A phase's ``evaluate``: top-1 (per network) and top-5 of the state's variables."""
+
+    def fn(state):
+        out = evaluate.all(state.variables)
+        acc, top5 = np.atleast_1d(out["acc"]), np.atleast_1d(out["top5"])
+        return {"val_acc": list(acc), "val_top5": list(top5)}
+
+    return fn
+
+
 def _agree(flag: bool) -> bool:
     """Process 0's answer on every process (files are written by process 0 only)."""
     if jax.process_count() == 1:
@@ -187,21 +221,59 @@ def _agree(flag: bool) -> bool:
 
 
 def _evaluate(fn, variables, source, batch_size, sharding, with_logits, logit_axis=0):
-    correct = count = None
-    logits = []
+    """Top-1 accuracy (per network), and the logits if asked (see :func:`_evaluate_all` for top-5)."""
+    out = _evaluate_all(fn, variables, source, batch_size, sharding, with_logits, logit_axis)
+    return (out["acc"], out["logits"]) if with_logits else out["acc"]
+
+
+def _evaluate_all(fn, variables, source, batch_size, sharding, with_logits, logit_axis=0) -> dict:
+    """``{'acc', 'top5'}`` over the test source (arrays of shape () or (K,)), and ``'logits'``,
+    ``'labels'`` (in source order) if asked."""
+    sums: dict = {}
+    logits, all_labels = [], []
     for images, labels, ids, mask in pipeline.evaluate_batches(source, batch_size, sharding=sharding):
-        sums, lg = fn(variables, images, labels, ids, mask)
-        c, n = np.asarray(parallel.to_host(sums["correct"])), np.asarray(parallel.to_host(sums["count"]))
-        correct = c if correct is None else correct + c
-        count = n if count is None else count + n
+        s, lg = fn(variables, images, labels, ids, mask)
+        for k in ("correct", "correct_top5", "count"):
+            v = np.asarray(parallel.to_host(s[k]))
+            sums[k] = v if k not in sums else sums[k] + v
         if with_logits:
             m = np.asarray(parallel.to_host(mask)).astype(bool)
             lg = np.asarray(parallel.to_host(lg))
             logits.append(lg[m] if logit_axis == 0 else lg[:, m])
-    acc = correct / count
+            all_labels.append(np.asarray(parallel.to_host(labels))[m])
+    out = {"acc": sums["correct"] / sums["count"], "top5": sums["correct_top5"] / sums["count"]}
     if with_logits:
-        return acc, np.concatenate(logits, axis=logit_axis)
-    return acc
+        out["logits"] = np.concatenate(logits, axis=logit_axis)
+        out["labels"] = np.concatenate(all_labels)
+    return out
+
+
+def theorem_2_2(sub_logits, global_logits, labels, atol: float = 1e-4) -> dict:
+    """Theorem 2.2 on a labelled set: the samples every sub-network classifies correctly, and how
+    many of them the composed network classifies correctly (the theorem: all), and the per-sample
+    cost bound J(x) <= J_k(x) on them (cross-entropy).  Exact only where Theorem 2.1 is (valid
+    padding, flatten + FC head); for other networks this measures how far the claim carries."""
+    sub_logits, global_logits, labels = np.asarray(sub_logits), np.asarray(global_logits), np.asarray(labels)
+    sub_ok = np.argmax(sub_logits, -1) == labels[None]
+    glob_ok = np.argmax(global_logits, -1) == labels
+    both = sub_ok.all(0)
+
+    def ce(z):
+        z = z - z.max(-1, keepdims=True)
+        idx = np.broadcast_to(labels, z.shape[:-1])[..., None]
+        return np.log(np.exp(z).sum(-1)) - np.take_along_axis(z, idx, -1)[..., 0]
+
+    cost_ok = (ce(global_logits)[None] <= ce(sub_logits) + atol)[:, both].all()
+    snet_acc = sub_ok.mean(1)
+    return {
+        "all_subnets_correct": int(both.sum()),
+        "composed_correct_of_those": int((glob_ok & both).sum()),
+        "intersection_holds": bool((glob_ok | ~both).all()),
+        "cost_bound_holds": bool(cost_ok),
+        "composed_acc": float(glob_ok.mean()),
+        "best_snet_acc": float(snet_acc.max()),
+        "composed_ge_best_snet": bool(glob_ok.mean() >= snet_acc.max()),
+    }
 
 
 # ==================================================================== the run
@@ -230,7 +302,8 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
             write_metrics()
         return cb
 
-    train_global = TrainData(ex.train_source, c.batch_size, c.seed, parallel.batch_sharding(ex.dmesh))
+    train_global = TrainData(ex.train_source, c.batch_size, c.seed, parallel.batch_sharding(ex.dmesh),
+                             c.steps_per_epoch)
     gdp = f"{ex.dmesh.devices.size} device(s), {jax.process_count()} process(es)"
     log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(ex.train_source)} train / {len(ex.test_source)} test, "
         f"{ex.image_shape}), K={c.K}, grid {ex.grid}, data-parallel on {gdp}, backend {jax.default_backend()}")
@@ -240,7 +313,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     if c.gnet_r_epochs > 0:
         histories["gnet_r"] = []
         phase = Phase("gnet_r", c.gnet_r_epochs, Piecewise.from_json(c.gnet_r_lr), ex.global_step(),
-                      lambda st: [g_eval(st.variables)], 1, c.plateau_patience)
+                      _val(g_eval), 1, c.plateau_patience)
         state = ex.global_state(ex.global_init(k_r))
         state, histories["gnet_r"] = run_phase(phase, state, rd.phase("gnet_r"), train_global,
                                                on_epoch=phase_cb("gnet_r"), progress=progress)
@@ -266,10 +339,10 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     sub_rep = parallel.replicated(ex.sub_sharding(strategy).mesh)
     histories["snets"] = []
     phase = Phase("snets", c.snet_epochs, Piecewise.from_json(c.snet_lr), ex.sub_step(strategy),
-                  lambda st: list(s_eval(st.variables)), c.K, c.plateau_patience)
+                  _val(s_eval), c.K, c.plateau_patience)
     state = ex.sub_state(sub_vars, strategy)
     state, histories["snets"] = run_phase(phase, state, rd.phase("snets"),
-                                          TrainData(ex.train_source, c.batch_size, c.seed, sub_rep),
+                                          TrainData(ex.train_source, c.batch_size, c.seed, sub_rep, c.steps_per_epoch),
                                           on_epoch=phase_cb("snets"), progress=progress)
     write_metrics()
     trained_subs = parallel.to_host(state.variables)
@@ -284,13 +357,16 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     if _agree(compose_file.exists()):
         comp = json.loads(compose_file.read_text())
     else:
-        snet_acc, sub_logits = ex.sub_eval(strategy, with_logits=True)(parallel.put_global(trained_subs, sub_rep))
+        s_out = ex.sub_eval(strategy, with_logits=True).all(parallel.put_global(trained_subs, sub_rep))
         gvars = parallel.put_global(global_vars, parallel.replicated(ex.dmesh))
-        init_acc, g_logits = ex.global_eval(with_logits=True)(gvars)
-        comp = {"phase": "compose", "compose_s": t_compose, "snet_acc": [float(a) for a in snet_acc],
-                "gnet_t_init_acc": float(init_acc),
+        g_out = ex.global_eval(with_logits=True).all(gvars)
+        sub_logits, g_logits = s_out["logits"], g_out["logits"]
+        comp = {"phase": "compose", "compose_s": t_compose, "snet_acc": [float(a) for a in s_out["acc"]],
+                "snet_top5": [float(a) for a in s_out["top5"]],
+                "gnet_t_init_acc": float(g_out["acc"]), "gnet_t_init_top5": float(g_out["top5"]),
                 "theorem_2_1_max_abs_diff": float(np.max(np.abs(g_logits - sub_logits.sum(0)))),
-                "logit_scale": float(np.max(np.abs(g_logits)))}
+                "logit_scale": float(np.max(np.abs(g_logits))),
+                "theorem_2_2": theorem_2_2(sub_logits, g_logits, g_out["labels"])}
         if main:
             compose_file.write_text(json.dumps(comp, indent=2) + "\n")
     histories["compose"] = [comp]
@@ -303,7 +379,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     histories["gnet_t"] = []
     until = (lambda h: any(r["val_acc"] >= target for r in h)) if target is not None else None
     phase = Phase("gnet_t", c.gnet_t_epochs, Piecewise.from_json(c.gnet_t_lr), ex.global_step(),
-                  lambda st: [g_eval(st.variables)], 1, c.plateau_patience,
+                  _val(g_eval), 1, c.plateau_patience,
                   extra_epochs=c.extra_epochs if target is not None else 0, until=until)
     state = ex.global_state(global_vars)
     state, histories["gnet_t"] = run_phase(phase, state, rd.phase("gnet_t"), train_global,
@@ -331,6 +407,11 @@ def summarize(c: Config, histories: dict, extra: dict) -> dict:
         "theorem_2_1_max_abs_diff": comp["theorem_2_1_max_abs_diff"],
         "gnet_t_trained_acc": protocol[-1]["val_acc"] if protocol else comp["gnet_t_init_acc"],
         "gnet_r_trained_acc": gr[-1]["val_acc"] if gr else None,
+        "snet_top5": comp.get("snet_top5"),
+        "gnet_t_init_top5": comp.get("gnet_t_init_top5"),
+        "gnet_t_trained_top5": protocol[-1].get("val_top5") if protocol else comp.get("gnet_t_init_top5"),
+        "gnet_r_trained_top5": gr[-1].get("val_top5") if gr else None,
+        "theorem_2_2": comp.get("theorem_2_2"),
         "time_subnets_s": t_sub,
         "time_compose_s": comp["compose_s"],
         "time_gnet_t_s": protocol[-1]["elapsed_s"] if protocol else 0.0,

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -45,6 +46,12 @@ def _normalise(config: dict) -> dict:
     return json.loads(json.dumps(config))  # tuples -> lists, as they come back from disk
 
 
+# what a run writes besides its checkpoints; --restart removes all of it (a stale compose.json
+# or strategy.json would otherwise be reused by the new run)
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "compose.json", "strategy.json", "accuracy.png",
+             "phase_times.png")
+
+
 class RunDir:
     """A run directory bound to one configuration (a JSON-able dict)."""
 
@@ -54,7 +61,7 @@ class RunDir:
         cfg_file = self.path / "config.json"
         if restart and self.path.exists() and jax.process_index() == 0:
             shutil.rmtree(self.path / "ckpt", ignore_errors=True)
-            for name in ("config.json", "metrics.jsonl", "summary.json"):
+            for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)
         if cfg_file.exists():
             try:
@@ -129,3 +136,24 @@ class PhaseCheckpoints:
 
     def close(self) -> None:
         self._mgr.close()
+
+
+def load_variables(run_dir, phase: str, step: int | None = None) -> dict:
+    """The model variables (``{'params': ..., 'batch_stats': ...}``) of a phase's latest (or
+    ``step``) checkpoint in an Algorithm-1 run directory, as numpy arrays on the host, whatever
+    devices saved them.  For ``snets`` every leaf has the K sub-networks stacked on axis 0."""
+    directory = Path(run_dir).absolute() / "ckpt" / phase
+    store = PhaseCheckpoints(directory)
+    step = store.latest() if step is None else step
+    store.close()
+    if step is None:
+        raise CheckpointError(f"no checkpoint of phase {phase!r} in {directory}")
+    path = directory / str(step) / "state"
+    ckptr = ocp.PyTreeCheckpointer()
+    try:
+        tree = ckptr.metadata(path).item_metadata.tree
+        args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        state = ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {type(e).__name__}: {e}") from e
+    return {"params": state["params"], **(state.get("model_state") or {})}

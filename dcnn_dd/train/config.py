@@ -17,6 +17,7 @@ from dcnn_dd.grid import Grid, paper_grid
 MODELS = {
     "plain": models.PlainCNN,
     "cifar_resnet": models.CifarResNet,
+    "bottleneck_resnet": models.BottleneckResNet,
     "vgg16": models.VGG16,
     "resnet50": models.ResNet50,
     "resnet101": models.ResNet101,
@@ -43,6 +44,7 @@ class Config:
     grid: dict = dataclasses.field(default_factory=lambda: {"parts": 2, "size": 16})
     augment: str = "none"
     batch_size: int = 128
+    steps_per_epoch: int | None = None  # None: full passes; Section 3.1.2: 300 batches per epoch
     eval_batch_size: int = 1000
     snet_epochs: int = 2
     gnet_t_epochs: int = 1

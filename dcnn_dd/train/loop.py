@@ -43,7 +43,8 @@ class Interrupted(KeyboardInterrupt):
 class Phase:
     """One training phase.  ``step(state, images, labels, ids, epoch, lrs) -> (state, metrics)``
     with ``metrics['loss']``, ``metrics['accuracy']`` of shape ``(num_nets,)`` or ``()``;
-    ``evaluate(state) -> list`` of validation accuracies, one per network."""
+    ``evaluate(state) -> list`` of validation accuracies, one per network, or a dict with that
+    list as ``val_acc`` and more per-network metrics (e.g. ``val_top5``) for the epoch record."""
 
     name: str
     epochs: int
@@ -62,6 +63,7 @@ class TrainData:
     batch_size: int
     seed: int
     sharding: object = None  # batch sharding (data-parallel) or replicated (sub-network phase)
+    steps_per_epoch: int | None = None  # None: full passes; else that many batches of each epoch's permutation
 
 
 class _SigintFlag:
@@ -119,6 +121,11 @@ def run_phase(
     steps = pipeline.steps_per_epoch(len(data.source), data.batch_size)
     if steps == 0:
         raise ValueError(f"{phase.name}: batch size {data.batch_size} exceeds the {len(data.source)} training samples")
+    if data.steps_per_epoch is not None:
+        if data.steps_per_epoch > steps:
+            raise ValueError(f"{phase.name}: steps_per_epoch={data.steps_per_epoch} exceeds the {steps} batches of "
+                             f"{data.batch_size} in the {len(data.source)} training samples")
+        steps = data.steps_per_epoch
     last_epoch = phase.epochs + phase.extra_epochs
     show = progress and jax.process_index() == 0 and sys.stderr.isatty()  # bars on a terminal; epoch lines always
 
@@ -157,7 +164,7 @@ def run_phase(
                 bar.set_postfix(loss=f"{np.mean(loss):.3f}", acc=f"{np.mean(acc):.3f}")
 
             batches = pipeline.batches(data.source, seed=data.seed, epoch=epoch, batch_size=data.batch_size,
-                                       start_step=start, sharding=data.sharding)
+                                       start_step=start, sharding=data.sharding, steps=steps)
             s = start
             try:
                 for s, (images, labels, ids) in enumerate(batches, start=start):
@@ -183,7 +190,12 @@ def run_phase(
                 raise Interrupted(f"interrupted: checkpoint saved in {store.directory} "
                                   f"({phase.name}, epoch {epoch + 1}, step {done_steps}); re-run the same command to resume")
             t_eval = time.perf_counter()
-            val = [float(v) for v in phase.evaluate(state)]
+            ev = phase.evaluate(state)
+            more = {}
+            if isinstance(ev, dict):
+                more = {k: _plain([float(x) for x in v], n) for k, v in ev.items() if k != "val_acc"}
+                ev = ev["val_acc"]
+            val = [float(v) for v in ev]
             elapsed += time.perf_counter() - t_eval
             ran = steps - start
             if phase.plateau_patience:
@@ -191,7 +203,7 @@ def run_phase(
             record = {
                 "phase": phase.name, "epoch": epoch + 1, "lr": _plain(lrs, n),
                 "train_loss": _plain(list(sums[0] / max(ran, 1)), n), "train_acc": _plain(list(sums[1] / max(ran, 1)), n),
-                "val_acc": _plain(val, n), "train_s": train_s, "elapsed_s": elapsed,
+                "val_acc": _plain(val, n), **more, "train_s": train_s, "elapsed_s": elapsed,
             }
             history.append(record)
             epoch, start = epoch + 1, 0

@@ -95,3 +95,15 @@ class Plateau:
 
 def learning_rates(schedule: Piecewise, plateaus: Sequence[Plateau], epoch: int) -> list[float]:
     return [schedule(epoch) * p.scale for p in plateaus]
+
+
+def scaled_schedule(dataset: str, phase: str, fraction: float) -> tuple[int, Piecewise]:
+    """The paper's schedule of ``phase`` for ``dataset`` (:data:`PAPER_SCHEDULES`) shrunk to
+    ``fraction`` of its epochs, milestones scaled alike (rounded, at least 1 epoch apart from 0):
+    the same shape of learning-rate decay for short runs (``fraction=1``: the paper's)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction} must be in (0, 1]")
+    epochs, sched = PAPER_SCHEDULES[dataset][phase]
+    n = max(1, round(epochs * fraction))
+    milestones = tuple((max(1, round(e * fraction)), f) for e, f in sched.milestones)
+    return n, Piecewise(sched.base, milestones)

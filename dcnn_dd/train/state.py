@@ -83,10 +83,19 @@ def train_step(model, tx, state: TrainState, x, labels, lr):
     return new, {"loss": loss, "accuracy": acc}
 
 
+def top_k_correct(logits, labels, k: int = 5):
+    """1 where the label is among the ``k`` largest logits (all of them when there are fewer
+    classes); ties are counted as a hit only when the label's logit is strictly among the top k:
+    the label is a hit iff fewer than k classes have a strictly larger logit."""
+    label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)
+    return jnp.sum(logits > label_logit, axis=-1) < k
+
+
 def eval_step(model, variables, x, labels, mask):
-    """Sums over the unmasked samples: ``{'correct', 'loss', 'count'}``, and the logits."""
+    """Sums over the unmasked samples: ``{'correct', 'correct_top5', 'loss', 'count'}``, and the logits."""
     logits = model.apply(variables, x, train=False)
     m = mask.astype(jnp.float32)
     correct = jnp.sum((jnp.argmax(logits, -1) == labels) * m)
+    top5 = jnp.sum(top_k_correct(logits, labels, 5) * m)
     loss = jnp.sum(cross_entropy(logits, labels) * m)
-    return {"correct": correct, "loss": loss, "count": jnp.sum(m)}, logits
+    return {"correct": correct, "correct_top5": top5, "loss": loss, "count": jnp.sum(m)}, logits

@@ -1,0 +1,170 @@
+"""What every paper experiment shares: presets, the command line, run metadata, the results files.
+
+An experiment module defines ``PRESETS = {"paper": ..., "gpu-small": ..., "cpu-smoke": ...,
+"tiny": ...}`` (functions returning its plan) and calls :func:`main` with its own ``run``.  Its
+results go to ``results/<experiment>/`` (``--out``):
+
+* ``results.json`` - the schema :mod:`experiments.report` reads: ``experiment``, ``preset``,
+  ``meta`` (date, backend, device kind and count, processes, jax version, command, wall time),
+  ``stand_in`` (what a small preset runs instead of the paper's setting), ``entries`` (flat
+  records keyed like ``experiments/paper_numbers.json``: ``table``, ``row``, ``metric``, ``dataset``,
+  ``model``, ``overlap``, ``K``, ``batch_size``, ``augment``, ``devices``; ``value``), ``tables_md``,
+  ``figures``, ``notes``;
+* ``results.md`` - the experiment's tables as markdown;
+* PNG figures, and ``cases/<name>/`` - one engine run directory per Algorithm-1 run (checkpoints:
+  re-running the same command resumes every case where it stopped).
+
+Presets: ``paper`` is the paper's setting (TFDS data, GPUs), ``gpu-small`` the same data at a
+fraction of the cost, ``cpu-smoke`` an offline Fashion-MNIST stand-in that runs on 2 CPU cores in
+minutes, ``tiny`` a seconds-scale variant of it for the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PRESET_NAMES = ("paper", "gpu-small", "cpu-smoke", "tiny")
+
+
+def parser(name: str, doc: str, default_preset: str = "cpu-smoke") -> argparse.ArgumentParser:
+    from dcnn_dd.train import distributed
+
+    p = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc.split("\n\n")[0],
+                                epilog="See the module docstring for what each preset costs and should reach.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=PRESET_NAMES, default=default_preset,
+                   help="paper: the paper's setting (GPUs, TFDS); gpu-small: same data, a fraction of the cost; "
+                        "cpu-smoke: offline Fashion-MNIST, minutes on a CPU; tiny: seconds (tests)")
+    p.add_argument("--out", default=f"results/{name}", help="results directory (default: %(default)s)")
+    p.add_argument("--data", help="directory with the Fashion-MNIST IDX files (default: $DCNN_DD_DATA, then "
+                                  "/usr/share/datasets/fashion-mnist)")
+    p.add_argument("--data-dir", help="TFDS data directory (paper/gpu-small presets)")
+    p.add_argument("--num-devices", type=int, help="devices to use (default: all)")
+    p.add_argument("--restart", action="store_true", help="discard earlier checkpoints and measurements in --out")
+    p.add_argument("--no-progress", action="store_true")
+    distributed.add_arguments(p)
+    return p
+
+
+def metadata(argv, t0: float, preset: str) -> dict:
+    import jax
+
+    dev = jax.devices()[0]
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "preset": preset,
+        "backend": jax.default_backend(),
+        "device_kind": getattr(dev, "device_kind", str(dev)),
+        "devices": len(jax.devices()),
+        "processes": jax.process_count(),
+        "jax": jax.__version__,
+        "command": "python -m " + " ".join(shlex.quote(a) for a in [sys.modules["__main__"].__spec__.name
+                                                                     if getattr(sys.modules["__main__"], "__spec__", None)
+                                                                     else "?", *argv]),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def md_table(headers, rows) -> str:
+    """A markdown table; ``None`` cells print as '-'."""
+    def cell(v):
+        return "-" if v is None else str(v)
+
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def pct(v) -> str | None:
+    return None if v is None else f"{100 * v:.2f}"
+
+
+def write_results(out: Path, results: dict) -> Path:
+    """``results.json`` and ``results.md`` (the tables, figures and notes) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    meta = results["meta"]
+    md = [f"# {results['experiment']} ({results['preset']})", "",
+          f"{meta['date']}, {meta['backend']} ({meta['device_kind']}, {meta['devices']} device(s)), "
+          f"`{meta['command']}`, {meta['wall_s']:.0f} s", ""]
+    if results.get("stand_in"):
+        md += [f"Stand-in: {results['stand_in']}", ""]
+    for name, table in results.get("tables_md", {}).items():
+        md += [f"## {name}", "", table, ""]
+    for name, fig in results.get("figures", {}).items():
+        md += [f"![{name}]({fig})", ""]
+    if results.get("notes"):
+        md += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    (out / "results.md").write_text("\n".join(md))
+    return out / "results.json"
+
+
+def run_case(config, run_dir: Path, args, log=print) -> dict:
+    """One Algorithm-1 run (resumable) in ``run_dir``; returns its summary with its histories."""
+    from dcnn_dd.train.algorithm1 import run
+
+    summary = run(config, run_dir, restart=args.restart, progress=not args.no_progress, data_path=args.data,
+                  data_dir=args.data_dir, num_devices=args.num_devices, log=log)
+    return {**summary, "histories": read_metrics(run_dir)}
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """A run's ``metrics.jsonl`` as ``{phase: [records]}``."""
+    out: dict[str, list] = {}
+    path = Path(run_dir) / "metrics.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            out.setdefault(r["phase"], []).append(r)
+    return out
+
+
+def cached(path: Path, restart: bool, compute: Callable[[], dict]) -> dict:
+    """``compute()`` once, stored as JSON in ``path`` (re-runs reuse it unless ``restart``)."""
+    if path.exists() and not restart:
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n")
+    return value
+
+
+def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=None,
+         extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> dict:
+    """Parse, initialise (multi-process if asked), ``run(args) -> results`` (without ``meta``),
+    write the results files; known failures exit with a message instead of a traceback."""
+    from dcnn_dd.data.sources import DatasetNotFoundError
+    from dcnn_dd.train import distributed
+    from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError
+    from dcnn_dd.train.loop import Interrupted, NonFiniteLossError
+
+    p = parser(name, doc)
+    if extra_args is not None:
+        extra_args(p)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = p.parse_args(argv)
+    distributed.initialize_from_args(args)
+    import jax
+
+    t0 = time.perf_counter()
+    args.out = Path(args.out)
+    try:
+        results = run(args)
+    except (DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        raise SystemExit(130) from None
+    results = {"experiment": name, "preset": args.preset, **results, "meta": metadata(argv, t0, args.preset)}
+    if jax.process_index() == 0:
+        path = write_results(args.out, results)
+        print(f"wrote {path} and {args.out / 'results.md'}")
+    return results
