@@ -136,6 +136,20 @@ def cached(path: Path, restart: bool, compute: Callable[[], dict]) -> dict:
     return value
 
 
+def _previous_wall(out: Path, preset: str) -> float:
+    """Wall time of the earlier finished invocations of the same preset on this results directory
+    (``results.json`` is written at the end), so a re-run that resumed from the checkpoints - e.g.
+    to redraw the figures - reports the total (``wall_total_s``).  An interrupted invocation
+    writes nothing, so its time is not counted."""
+    try:
+        old = json.loads((out / "results.json").read_text())
+        if old.get("preset") == preset:
+            return float(old["meta"].get("wall_total_s", old["meta"]["wall_s"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0.0
+
+
 def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=None,
          extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> dict:
     """Parse, initialise (multi-process if asked), ``run(args) -> results`` (without ``meta``),
@@ -163,7 +177,9 @@ def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=No
     except Interrupted as e:
         print(str(e), file=sys.stderr)
         raise SystemExit(130) from None
-    results = {"experiment": name, "preset": args.preset, **results, "meta": metadata(argv, t0, args.preset)}
+    meta = metadata(argv, t0, args.preset)
+    meta["wall_total_s"] = meta["wall_s"] + (0.0 if args.restart else _previous_wall(args.out, args.preset))
+    results = {"experiment": name, "preset": args.preset, **results, "meta": meta}
     if jax.process_index() == 0:
         path = write_results(args.out, results)
         print(f"wrote {path} and {args.out / 'results.md'}")

@@ -172,7 +172,7 @@ def meta_row(res: dict) -> list:
     dev = f"{m.get('backend', '?')} ({m.get('device_kind', '?')}) x{m.get('devices', '?')}"
     if m.get("processes", 1) not in (1, None):
         dev += f", {m['processes']} processes"
-    wall = m.get("wall_s")
+    wall = m.get("wall_total_s", m.get("wall_s"))  # a resumed run: the total over its invocations
     wall = f"{wall:.1f} s" if isinstance(wall, (int, float)) else "?"
     cmd = f"`{m['command']}`" if m.get("command") else "?"
     return [res["experiment"], res.get("preset", "?"), dev, m.get("date", "?"), cmd, wall]
