@@ -70,4 +70,4 @@ def test_resnet_deviation_is_measured_and_reported(result):
         s = r["cases"][name]["summary"]
         assert s["theorem_2_1_max_abs_diff"] > 1e-3  # GAP / same padding / BatchNorm: not the exact sum
         deviates = s["gnet_t_init_acc"] < max(s["snet_acc"])
-        assert deviates == any(n.startswith(f"DEVIATION {name}") for n in r["notes"])
+        assert deviates == any(n.startswith(f"DEVIATION {name}: GNet-T before training") for n in r["notes"])
