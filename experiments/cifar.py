@@ -66,7 +66,7 @@ class Plan:
 
 
 # ----------------------------------------------------------------------------- presets
-def _resnet_cases(datasets, depths, *, widths, grids, batch, fraction, augment, slot_of, describe, strategy,  # noqa: PLR0913
+def _resnet_cases(datasets, depths, *, widths, grids, batch, fraction, augment, slot_of, describe, strategy,
                   train_size=None, test_size=None, eval_batch=1000):
     from dcnn_dd.train.config import Config
     from dcnn_dd.train.schedules import scaled_schedule

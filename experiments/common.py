@@ -22,6 +22,7 @@ minutes, ``tiny`` a seconds-scale variant of it for the test suite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import shlex
@@ -53,7 +54,7 @@ def parser(name: str, doc: str, default_preset: str = "cpu-smoke") -> argparse.A
     return p
 
 
-def metadata(argv, t0: float, preset: str) -> dict:
+def metadata(name: str, argv, t0: float, preset: str) -> dict:
     import jax
 
     dev = jax.devices()[0]
@@ -65,9 +66,7 @@ def metadata(argv, t0: float, preset: str) -> dict:
         "devices": len(jax.devices()),
         "processes": jax.process_count(),
         "jax": jax.__version__,
-        "command": "python -m " + " ".join(shlex.quote(a) for a in [sys.modules["__main__"].__spec__.name
-                                                                     if getattr(sys.modules["__main__"], "__spec__", None)
-                                                                     else "?", *argv]),
+        "command": " ".join(["python", "-m", f"experiments.{name}", *map(shlex.quote, argv)]),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
 
@@ -150,14 +149,30 @@ def _previous_wall(out: Path, preset: str) -> float:
     return 0.0
 
 
+@contextlib.contextmanager
+def cli_errors():
+    """For a command's main: the engine's known failures (missing data, a run directory of another
+    configuration, a damaged checkpoint, a non-finite loss) exit 2 with their message instead of a
+    traceback; Ctrl-C (the checkpoint is saved) exits 130."""
+    from dcnn_dd.data.sources import DatasetNotFoundError
+    from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError
+    from dcnn_dd.train.loop import Interrupted, NonFiniteLossError
+
+    try:
+        yield
+    except (DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=None,
          extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> dict:
     """Parse, initialise (multi-process if asked), ``run(args) -> results`` (without ``meta``),
     write the results files; known failures exit with a message instead of a traceback."""
-    from dcnn_dd.data.sources import DatasetNotFoundError
     from dcnn_dd.train import distributed
-    from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError
-    from dcnn_dd.train.loop import Interrupted, NonFiniteLossError
 
     p = parser(name, doc)
     if extra_args is not None:
@@ -169,15 +184,9 @@ def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=No
 
     t0 = time.perf_counter()
     args.out = Path(args.out)
-    try:
+    with cli_errors():
         results = run(args)
-    except (DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except Interrupted as e:
-        print(str(e), file=sys.stderr)
-        raise SystemExit(130) from None
-    meta = metadata(argv, t0, args.preset)
+    meta = metadata(name, argv, t0, args.preset)
     meta["wall_total_s"] = meta["wall_s"] + (0.0 if args.restart else _previous_wall(args.out, args.preset))
     results = {"experiment": name, "preset": args.preset, **results, "meta": meta}
     if jax.process_index() == 0:

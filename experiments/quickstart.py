@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from dcnn_dd.data.sources import DatasetNotFoundError
 from dcnn_dd.train import distributed
-from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError
 from dcnn_dd.train.config import Config
-from dcnn_dd.train.loop import Interrupted, NonFiniteLossError
+from experiments.common import cli_errors
 
 PLAIN = {"name": "plain", "features": [32, 32, 64, 64], "pool_after": [1, 3], "fc": [128]}
 RESNET = {"name": "cifar_resnet", "depth": 8, "widths": [32, 64, 128]}
@@ -78,15 +75,9 @@ def main(argv=None) -> dict:
 
     c = config(args.model, tiny=args.tiny, train_size=args.train_size or None, strategy=args.strategy,
                extra_epochs=args.extra_epochs, seed=args.seed)
-    try:
+    with cli_errors():
         summary = run(c, args.run_dir, restart=args.restart, progress=not args.no_progress, data_path=args.data,
                       num_devices=args.num_devices)
-    except (DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except Interrupted as e:
-        print(str(e), file=sys.stderr)
-        raise SystemExit(130) from None
     print(f"wrote {args.run_dir}/summary.json")
     return summary
 

@@ -478,7 +478,7 @@ def run(args) -> dict:
             sub_probs.append(np.asarray(p))
 
     def gnet_r_init_acc():
-        acc = ex.global_eval()(parallel.put_global(nets["GNet-R"], parallel.replicated(ex.dmesh)))
+        acc = ex.global_eval()(parallel.put_global(nets["GNet-R"], parallel.replicated(ex.dmesh)))["acc"]
         return {"acc": float(np.asarray(acc))}
 
     r0 = common.cached(args.out / "gnet_r_init.json", args.restart, gnet_r_init_acc)

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+from dcnn_dd.train.checkpoint import load_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,12 +62,6 @@ def checkpoints(run_dir, phase: str) -> list[int]:
 
 def final_params(run_dir, phase: str) -> dict:
     """The parameters of a phase's latest checkpoint as numpy arrays, by leaf path."""
-    step = checkpoints(run_dir, phase)[-1]
-    path = Path(run_dir).absolute() / "ckpt" / phase / str(step) / "state"
-    ckptr = ocp.PyTreeCheckpointer()
-    # as numpy on the host, whatever devices (or processes) saved it
-    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), ckptr.metadata(path).item_metadata.tree)
-    tree = ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
     out = {}
 
     def walk(t, prefix):
@@ -77,7 +71,7 @@ def final_params(run_dir, phase: str) -> dict:
         else:
             out[prefix] = np.asarray(t)
 
-    walk(tree["params"], "")
+    walk(load_variables(run_dir, phase)["params"], "")
     return out
 
 

@@ -101,7 +101,7 @@ class Experiment:
         return parallel.put_global(create_state(variables, self.tx), parallel.replicated(self.dmesh))
 
     def global_eval(self, with_logits: bool = False):
-        """state or variables -> (accuracy, logits of the test set if asked)."""
+        """variables -> ``{'acc', 'top5'}`` on the test set (and ``'logits'``, ``'labels'`` if asked)."""
         rep = parallel.replicated(self.dmesh)
         fn = self._cached(("global_eval",), lambda: jax.jit(
             lambda v, im, lab, ids, mask: eval_step(self.model, v, self.prep(im, ids, 0, False), lab, mask),
@@ -111,11 +111,6 @@ class Experiment:
             return _evaluate(fn, variables, self.test_source, self.eval_batch, parallel.batch_sharding(self.dmesh),
                              with_logits)
 
-        def evaluate_all(variables):
-            return _evaluate_all(fn, variables, self.test_source, self.eval_batch,
-                                 parallel.batch_sharding(self.dmesh), with_logits)
-
-        evaluate.all = evaluate_all
         return evaluate
 
     # ---------------------------------------------------------------- sub-networks
@@ -159,6 +154,8 @@ class Experiment:
         return jax.jit(step, out_shardings=(out, parallel.replicated(out.mesh)), donate_argnums=0)
 
     def sub_eval(self, strategy: str, with_logits: bool = False):
+        """stacked variables -> ``{'acc', 'top5'}`` per sub-network, shape (K,) (and ``'logits'``
+        (K, N, C), ``'labels'`` if asked)."""
         c = self.config
         one = lambda v, x, lab, mask: eval_step(self.sub, v, x, lab, mask)  # noqa: E731
         mapped = concurrent.kmap(one, strategy, K=c.K, in_axes=(0, 0, None, None), mesh=self.smesh, inner=c.inner)
@@ -172,10 +169,6 @@ class Experiment:
         def evaluate(variables):
             return _evaluate(fn, variables, self.test_source, self.eval_batch, rep, with_logits, logit_axis=1)
 
-        def evaluate_all(variables):
-            return _evaluate_all(fn, variables, self.test_source, self.eval_batch, rep, with_logits, logit_axis=1)
-
-        evaluate.all = evaluate_all
         return evaluate
 
     def choose_strategy(self, stacked_variables) -> tuple[str, dict]:
@@ -204,7 +197,7 @@ def _val(evaluate):
     """A phase's ``evaluate``: top-1 (per network) and top-5 of the state's variables."""
 
     def fn(state):
-        out = evaluate.all(state.variables)
+        out = evaluate(state.variables)
         acc, top5 = np.atleast_1d(out["acc"]), np.atleast_1d(out["top5"])
         return {"val_acc": list(acc), "val_top5": list(top5)}
 
@@ -220,13 +213,7 @@ def _agree(flag: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
-def _evaluate(fn, variables, source, batch_size, sharding, with_logits, logit_axis=0):
-    """Top-1 accuracy (per network), and the logits if asked (see :func:`_evaluate_all` for top-5)."""
-    out = _evaluate_all(fn, variables, source, batch_size, sharding, with_logits, logit_axis)
-    return (out["acc"], out["logits"]) if with_logits else out["acc"]
-
-
-def _evaluate_all(fn, variables, source, batch_size, sharding, with_logits, logit_axis=0) -> dict:
+def _evaluate(fn, variables, source, batch_size, sharding, with_logits, logit_axis=0) -> dict:
     """``{'acc', 'top5'}`` over the test source (arrays of shape () or (K,)), and ``'logits'``,
     ``'labels'`` (in source order) if asked."""
     sums: dict = {}
@@ -357,9 +344,9 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     if _agree(compose_file.exists()):
         comp = json.loads(compose_file.read_text())
     else:
-        s_out = ex.sub_eval(strategy, with_logits=True).all(parallel.put_global(trained_subs, sub_rep))
+        s_out = ex.sub_eval(strategy, with_logits=True)(parallel.put_global(trained_subs, sub_rep))
         gvars = parallel.put_global(global_vars, parallel.replicated(ex.dmesh))
-        g_out = ex.global_eval(with_logits=True).all(gvars)
+        g_out = ex.global_eval(with_logits=True)(gvars)
         sub_logits, g_logits = s_out["logits"], g_out["logits"]
         comp = {"phase": "compose", "compose_s": t_compose, "snet_acc": [float(a) for a in s_out["acc"]],
                 "snet_top5": [float(a) for a in s_out["top5"]],
