@@ -154,7 +154,7 @@ def _smoke(*, widths, train_size, test_size, fraction, batch, sweep_sizes, sweep
 
 def cpu_smoke() -> Plan:
     return _smoke(widths=(16, 32, 64), train_size=6000, test_size=2000, fraction=0.05, batch=128,
-                  sweep_sizes=[32, 128, 512, 2048], sweep_steps=5, augments=["none", "fashion"], plain=PLAIN_EXACT,
+                  sweep_sizes=[32, 256, 2048], sweep_steps=5, augments=["none", "fashion"], plain=PLAIN_EXACT,
                   exact_epochs=(3, 1), exact_train_size=6000, exact_lr=1e-3)
 
 

@@ -80,12 +80,33 @@ def data_parallel():
     }
 
 
+def partitions_timing():
+    """experiments.partitions' timing path (Table 3.4: "on 1 device and on as many as there are")
+    with the tiny preset's K=4 case: the K sub-networks on all 4 devices run with shard_map."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    from experiments import partitions
+
+    plan = partitions.tiny()
+    plan.cases = [c for c in plan.cases if c[2] == 4]
+    with tempfile.TemporaryDirectory() as tmp:
+        args = argparse.Namespace(out=Path(tmp), restart=False, data=None, data_dir=None)
+        rows, entries = partitions.timing_entries(plan, args)
+    return {"rows": [{k: r.get(k) for k in ("which", "row", "devices", "strategy", "s_per_step", "time_s", "oom")}
+                     for r in rows],
+            "entries": [{k: e[k] for k in ("row", "K", "devices", "value")} for e in entries]}
+
+
 if __name__ == "__main__":
     assert jax.device_count() == 4, jax.devices()
-    which = sys.argv[1:] or ["subnets", "data"]
+    which = sys.argv[1:] or ["subnets", "data", "timing"]
     out = {}
     if "subnets" in which:
         out["subnets"] = [subnet_strategies(K) for K in (4, 6)]
     if "data" in which:
         out["data"] = data_parallel()
+    if "timing" in which:
+        out["timing"] = partitions_timing()
     print(json.dumps(out))
