@@ -1,6 +1,6 @@
 """Section 3.1.1 of Gu et al.: Tables 3.1-3.3 and Figs. 3.1-3.3 (CIFAR-10/100, ResNet32/56/110, K=4).
 
-    python -m experiments.cifar --preset cpu-smoke    # offline, Fashion-MNIST stand-in, ~7 min on 2 CPU cores
+    python -m experiments.cifar --preset cpu-smoke    # offline, Fashion-MNIST stand-in, ~5 min on 2 CPU cores (measured 297 s)
     python -m experiments.cifar --preset tiny         # ~1.5 min; the test suite's variant
     python -m experiments.cifar --preset gpu-small    # CIFAR-10 (TFDS), ResNet32, 1/10 of the epochs
     python -m experiments.cifar --preset paper        # the paper's setting: days on 4 GPUs

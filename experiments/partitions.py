@@ -1,6 +1,6 @@
 """Section 3.1.2 of Gu et al.: Tables 3.4-3.5 and Figs. 3.5-3.6 (Food101, ResNet50/101, K = 4, 8, 16).
 
-    python -m experiments.partitions --preset cpu-smoke   # offline, Fashion-MNIST stand-in, ~5 min on 2 CPU cores
+    python -m experiments.partitions --preset cpu-smoke   # offline, Fashion-MNIST stand-in, ~3 min on 2 CPU cores (measured 175 s)
     python -m experiments.partitions --preset tiny        # ~1.5 min; the test suite's variant
     python -m experiments.partitions --preset gpu-small   # Food101 (TFDS), ResNet50, 1/10 of the epochs
     python -m experiments.partitions --preset paper       # the paper's setting: days on 4 GPUs
