@@ -5,6 +5,7 @@
     python -m experiments.cifar --preset gpu-small    # CIFAR-10 (TFDS), ResNet32, 1/10 of the epochs
     python -m experiments.cifar --preset paper        # the paper's setting: days on 4 GPUs
     python -m experiments.report                      # then: results/REPORT.md, next to the paper's numbers
+    python -m experiments.cifar --preset paper --batch-sizes 32,512,8192   # Table 3.2 at chosen batch sizes
 
 What runs (every preset): for each dataset and ResNet, Algorithm 1 with overlapping and with
 non-overlapping 2x2 sub-images (GNet-R, the random-init baseline, is trained once per network,
@@ -462,6 +463,8 @@ def sweep_figure(out: Path, rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------- run
 def run(args) -> dict:
     plan = PRESETS[args.preset]()
+    if getattr(args, "batch_sizes", None):
+        plan.sweep = {**plan.sweep, "batch_sizes": args.batch_sizes}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     entries = complexity_entries(plan)
@@ -507,8 +510,26 @@ def run(args) -> dict:
     }
 
 
+def _batch_sizes(text: str) -> list[int]:
+    import argparse
+
+    try:
+        sizes = [int(b) for b in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give batch sizes as integers separated by commas, e.g. 32,128,512")
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be >= 1")
+    return sizes
+
+
+def extra_args(p) -> None:
+    p.add_argument("--batch-sizes", type=_batch_sizes, metavar="B1,B2,...",
+                   help="the batch sizes of the Table 3.2 sweep (default: the preset's, e.g. paper: "
+                        "32,128,512,2048,8192,16384,32768)")
+
+
 def main(argv=None) -> dict:
-    return common.main("cifar", __doc__, run, argv)
+    return common.main("cifar", __doc__, run, argv, extra_args=extra_args)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from experiments import cifar
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("cifar")
-    results = cifar.main(["--preset", "tiny", "--out", str(out), "--no-progress"])
+    results = cifar.main(["--preset", "tiny", "--out", str(out), "--no-progress", "--batch-sizes", "32"])
     return out, results
 
 
@@ -48,6 +48,7 @@ def test_outputs_and_schema(result):
     assert {(e["row"], e["metric"]) for e in t32} >= {("global network", "time_s"), ("4 sub-networks", "time_s"),
                                                      ("ratio", "ratio"), ("global network", "memory_MB")}
     assert all(e["value"] > 0 for e in t32)
+    assert {e["batch_size"] for e in t32} == {32}  # --batch-sizes replaced the tiny preset's sweep (64)
     # Table 3.1: the sub-network has about 1/K^2 of the parameters (K = 4)
     ratio = [e["value"] for e in on_disk["entries"] if e["table"] == "3.1" and e["row"] == "ratio"
              and e["metric"] == "params_M"]
@@ -71,3 +72,10 @@ def test_resnet_deviation_is_measured_and_reported(result):
         assert s["theorem_2_1_max_abs_diff"] > 1e-3  # GAP / same padding / BatchNorm: not the exact sum
         deviates = s["gnet_t_init_acc"] < max(s["snet_acc"])
         assert deviates == any(n.startswith(f"DEVIATION {name}: GNet-T before training") for n in r["notes"])
+
+
+@pytest.mark.parametrize("bad", ["32,x", "0", ""])
+def test_bad_batch_sizes_are_a_usage_error(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        cifar.main(["--preset", "tiny", "--batch-sizes", bad])
+    assert e.value.code == 2 and "batch sizes" in capsys.readouterr().err
