@@ -18,9 +18,10 @@ from dcnn_dd.layer_parallel.mgrit import (
     solve,
 )
 from dcnn_dd.layer_parallel.model import ODEResNet, cross_entropy, tikhonov, time_derivative
+from dcnn_dd.layer_parallel.train import METHODS, Method, TrainState, init_state, make_step
 
 __all__ = [
-    "NonFiniteResidualError", "ODEResNet", "SolveInfo", "Solver", "apply", "backward", "check", "conv_factor",
+    "METHODS", "Method", "NonFiniteResidualError", "ODEResNet", "TrainState", "init_state", "make_step", "SolveInfo", "Solver", "apply", "backward", "check", "conv_factor",
     "critical_path", "cross_entropy", "final", "forward", "hierarchy", "layers_mesh", "max_levels", "param_grads",
     "solve", "states", "tikhonov", "time_derivative",
 ]

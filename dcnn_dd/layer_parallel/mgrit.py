@@ -34,7 +34,7 @@ the same V-cycle recursively, and the coarsest level serially (``lax.scan``).
 **Iteration** on the finest level: one initial F-relaxation, then per iteration
 [C + F if FCF] -> restrict -> coarse solve -> correct -> F-relax, and the residual norm
 ||r||_2 over the C-points after it (what XBraid measures) decides the stop: ``res <= tol``, or
-``max_iter`` iterations, or a non-finite residual (stopped; :class:`SolveInfo` records the
+``res <= rtol * res_0``, ``max_iter`` iterations, or a non-finite residual (stopped; :class:`SolveInfo` records the
 iteration and the finest level on which a non-finite value appeared, :func:`check` raises).
 With exact coarse solves (two levels) F-relaxation MGRIT is exact after N / m iterations: every
 iteration makes one more C-point exact (the finite-step property).
@@ -65,7 +65,8 @@ class Solver:
     ``min_coarse``: the fewest steps the coarsest level may have; ``relax``: ``"auto"`` (F on the
     finest level, FCF below), one of ``"F"``/``"FCF"`` for all levels, or a tuple with one entry per
     relaxed level (levels - 1 entries); ``tol``: stop when the residual norm is <= tol (0: run
-    ``max_iter`` iterations, the one-shot budget); ``strategy``: ``"vmap"`` on one device,
+    ``max_iter`` iterations, the one-shot budget); ``rtol``: also stop when it is <= rtol times the
+    initial residual; ``strategy``: ``"vmap"`` on one device,
     ``"shard_map"`` over the ``layers`` axis of ``mesh`` (levels whose chunk count the device
     count does not divide use ``vmap``)."""
 
@@ -73,6 +74,7 @@ class Solver:
     levels: int = 2
     max_iter: int = 10
     tol: float = 0.0
+    rtol: float = 0.0
     relax: str | tuple[str, ...] = "auto"
     min_coarse: int = 1
     strategy: str = "vmap"
@@ -83,9 +85,9 @@ class Solver:
             raise ValueError(f"cfactor={self.cfactor}: the coarsening factor must be >= 2")
         if self.levels < 2:
             raise ValueError(f"levels={self.levels}: MGRIT needs >= 2 levels (1 level is the serial scan)")
-        if self.max_iter < 0 or self.tol < 0 or self.min_coarse < 1:
-            raise ValueError(f"max_iter={self.max_iter}, tol={self.tol}, min_coarse={self.min_coarse}: "
-                             "need max_iter >= 0, tol >= 0, min_coarse >= 1")
+        if self.max_iter < 0 or self.tol < 0 or self.rtol < 0 or self.min_coarse < 1:
+            raise ValueError(f"max_iter={self.max_iter}, tol={self.tol}, rtol={self.rtol}, min_coarse={self.min_coarse}: "
+                             "need max_iter >= 0, tol >= 0, rtol >= 0, min_coarse >= 1")
         if self.strategy not in ("vmap", "shard_map"):
             raise ValueError(f"strategy={self.strategy!r}: choose 'vmap' or 'shard_map'")
         if self.strategy == "shard_map" and (self.mesh is None or "layers" not in self.mesh.axis_names):
@@ -123,13 +125,13 @@ def hierarchy(n_steps: int, solver: Solver) -> list[int]:
     m, sizes = solver.cfactor, [n_steps]
     for level in range(1, solver.levels):
         n = sizes[-1]
-        if n % m:
-            raise ValueError(f"level {level - 1} has {n} steps, not divisible by the coarsening factor m={m}: "
-                             f"choose N divisible by m^(levels-1) = {m ** (solver.levels - 1)}")
         if n // m < solver.min_coarse:
             raise ValueError(f"levels={solver.levels} coarsens N={n_steps} below min_coarse={solver.min_coarse} "
                              f"step(s) (level {level} would have {n // m}); use at most "
                              f"{max_levels(n_steps, m, solver.min_coarse)} levels")
+        if n % m:
+            raise ValueError(f"level {level - 1} has {n} steps, not divisible by the coarsening factor m={m}: "
+                             f"choose N divisible by m^(levels-1) = {m ** (solver.levels - 1)}")
         sizes.append(n // m)
     return sizes
 
@@ -322,10 +324,11 @@ def solve(step, params, h: float, g, u_init, solver: Solver, coarse_params=None)
     none = jnp.int32(hier.none)
     hist = jnp.full((solver.max_iter + 1,), jnp.nan, res0.dtype).at[0].set(res0)
     bad0 = jnp.where(jnp.isfinite(res0), none, jnp.int32(0))
+    stop = jnp.maximum(solver.tol, solver.rtol * res0)
 
     def cond(c):
         k, _, res, _, bad = c
-        return (k < solver.max_iter) & (res > solver.tol) & (bad == none)
+        return (k < solver.max_iter) & (res > stop) & (bad == none)
 
     def body(c):
         k, u, _, hist, bad = c
