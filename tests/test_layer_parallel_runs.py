@@ -42,7 +42,7 @@ def test_benchmark_quick(tmp_path):
     assert saved["rows"] == r["rows"]
     rows = r["rows"]
     assert {(x["n_layers"], x["mode"], x["devices"]) for x in rows} == {
-        (n, m, d) for n in (16, 64) for m in ("tol", "one-shot") for d in (1, 4)}
+        (32, m, d) for m in ("tol", "one-shot") for d in (1, 4)}
     for x in rows:
         for key in ("n_layers", "levels", "cfactor", "serial_s", "mgrit_s", "speedup", "modeled_speedup",
                     "iterations", "conv_factor", "backend"):
@@ -50,6 +50,6 @@ def test_benchmark_quick(tmp_path):
         assert x["speedup"] == x["serial_s"] / x["mgrit_s"]
         assert x["modeled_speedup"] == 2 * x["n_layers"] / x["critical_path_steps"]
         if x["mode"] == "tol":
-            assert x["grad_rel_error"] < 1e-3 and x["conv_factor"] < 0.5
+            assert x["grad_rel_error"] < 1e-2 and x["conv_factor"] < 0.5 and x["iterations"][0] >= 2
         else:
             assert x["iterations"] == [2, 2]

@@ -164,13 +164,21 @@ def check(info: SolveInfo, what: str = "MGRIT") -> SolveInfo:
     return info
 
 
-def conv_factor(info: SolveInfo) -> float:
-    """Mean per-iteration residual reduction (res_k / res_0)^(1/k) over the iterations run."""
-    k = int(info.iterations)
-    r0, rk = float(info.residuals[0]), float(info.residuals[k])
-    if k == 0 or r0 == 0:
+def conv_factor(info: SolveInfo, skip_first: bool = True) -> float:
+    """Mean per-iteration residual reduction factor of a solve.
+
+    ``skip_first=True`` (the asymptotic factor, as MGRIT papers report it): (r_k / r_1)^(1/(k-1)),
+    leaving out the first iteration, whose factor reflects the initial guess (u_0 copied to every
+    layer: the first correction can even raise the C-point residual).  ``skip_first=False``:
+    (r_k / r_0)^(1/k) over all iterations.  0 when the residual reached exactly 0; NaN when too few
+    iterations ran."""
+    k, first = int(info.iterations), 1 if skip_first else 0
+    if k - first < 1:
+        return float("nan")
+    r0, rk = float(info.residuals[first]), float(info.residuals[k])
+    if r0 == 0 or rk == 0:
         return 0.0
-    return (rk / r0) ** (1.0 / k) if rk > 0 else 0.0
+    return (rk / r0) ** (1.0 / (k - first))
 
 
 # --- chunk-parallel building blocks ------------------------------------------------------------
