@@ -58,7 +58,7 @@ def backward(model, steps, states, cotangents, solver: Solver, lam_warm=None):
     """Adjoint states lambda (N+1, ...) (in layer order, lambda[n] = dL/du_n) by MGRIT.
 
     ``cotangents``: c_n for every state (N+1, ...).  ``lam_warm``: previous adjoint states."""
-    N, m = model.n_layers, solver.cfactor  # noqa: N806
+    m = solver.cfactor
     # reversed step k uses the forward state/weights of layer N-1-k
     params = _rev((states[:-1], steps))
 
@@ -71,7 +71,6 @@ def backward(model, steps, states, cotangents, solver: Solver, lam_warm=None):
     if w_init.shape != g.shape:
         raise ValueError(f"warm-start adjoint states have shape {w_init.shape}, expected {g.shape}")
     w, info = mgrit.solve(_adjoint_step(model), params, model.h, g, w_init, solver, coarse_params=coarse)
-    del N
     return w[::-1], info
 
 
