@@ -102,7 +102,7 @@ def test_warm_start_continues_the_iteration():
     assert all(b < a for a, b in zip(errs, errs[1:])) and errs[-1] < 1e-3 * errs[0], errs
 
 
-@pytest.mark.parametrize("kind,levels", [("dense", 3), ("conv", 3)])
+@pytest.mark.parametrize("kind,levels", [("conv", 3)])  # dense: the next test (and test_training_methods)
 def test_custom_vjp_gradient_equals_serial_grad(kind, levels):
     model, params, x, _ = setup(kind)
     y = jnp.arange(x.shape[0]) % 3
@@ -199,8 +199,9 @@ def test_bad_input():
         lp.Solver(strategy="shard_map")
     with pytest.raises(ValueError, match="cfactor=1"):
         lp.Solver(cfactor=1)
+    relu = lp.ODEResNet(n_layers=12, width=3, num_classes=3, activation="relu")  # unbounded: overflows
     huge = dict(params["steps"], K=1e200 * jnp.ones_like(params["steps"]["K"]))
-    _, info = fwd(model, huge, u0 * 1e200, lp.Solver(cfactor=2, levels=3, max_iter=5))
-    assert int(info.nonfinite_level) >= 0 and int(info.iterations) <= 1
+    _, info = fwd(relu, huge, jnp.abs(u0) + 1.0, lp.Solver(cfactor=2, levels=3, max_iter=5))
+    assert int(info.nonfinite_level) == 0 and int(info.nonfinite_iteration) == int(info.iterations) == 0
     with pytest.raises(lp.NonFiniteResidualError, match=r"iteration \d+ \(first non-finite values on level \d\)"):
         lp.check(info)
