@@ -21,7 +21,8 @@ of ``--repeats`` jitted calls after one compiling call):
   residual reduction after the first iteration, (r_k / r_1)^(1/(k-1)) (:func:`~dcnn_dd.layer_parallel.conv_factor`;
   the first iteration reflects the initial guess), ``conv_factor_all`` the same including the first
   iteration, ``conv_factor_adjoint`` the adjoint's.  In ``one-shot`` rows these come from 2 iterations
-  only; the ``tol`` rows are the measurement.
+  only; the ``tol`` rows are the measurement.  ``--x64 --rtol 1e-10`` measures them in float64,
+  below float32 rounding.
 
 The ``devices=4`` rows run the same in a subprocess with ``JAX_NUM_CPU_DEVICES=4`` and
 ``strategy="shard_map"`` over a ``layers`` mesh (levels whose chunk count 4 does not divide use
@@ -47,10 +48,10 @@ def _problem(n, width, batch):
     import dcnn_dd.layer_parallel as lp
 
     model = lp.ODEResNet(n_layers=n, width=width, num_classes=5, T=5.0)
-    x = jax.random.normal(jax.random.PRNGKey(0), (batch, 2))
-    params = model.init(jax.random.PRNGKey(1), x)
+    x = jax.random.normal(jax.random.PRNGKey(0), (batch, 2))  # float64 under --x64
+    params = jax.tree.map(lambda a: a.astype(x.dtype), model.init(jax.random.PRNGKey(1), x))
     u0 = model.open(params["open"], x)
-    w = jax.random.normal(jax.random.PRNGKey(2), u0.shape)
+    w = jax.random.normal(jax.random.PRNGKey(2), u0.shape, u0.dtype)
     return model, params["steps"], u0, w
 
 
@@ -98,7 +99,7 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, strate
             "iterations": [it_f, it_b], "conv_factor": lp.conv_factor(fi),
             "conv_factor_all": lp.conv_factor(fi, skip_first=False), "conv_factor_adjoint": lp.conv_factor(bi),
             "grad_rel_error": err, "strategy": strategy, "devices": jax.device_count(),
-            "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+            "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "dtype": str(u0.dtype),
         })
         r = rows[-1]
         print(f"N={n:5d} L={levels} m={cfactor} {mode:8s} dev={r['devices']} serial {t_serial * 1e3:9.2f} ms  "
@@ -118,11 +119,16 @@ def main(argv=None) -> dict:
     p.add_argument("--min-coarse", type=int, default=4)
     p.add_argument("--budget", type=int, default=2, help="one-shot iterations per solve (default %(default)s)")
     p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the 'tol' rows (default %(default)s)")
+    p.add_argument("--x64", action="store_true", help="float64 (to measure convergence below float32 rounding)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-devices", action="store_true", help="skip the 4-simulated-device subprocess")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", default="results/bench")
     args = p.parse_args(argv)
+    if args.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     sizes = args.sizes or ([32] if args.quick else [64, 256, 1024, 4096])
     kw = dict(width=args.width, batch=args.batch, cfactor=args.cfactor, min_coarse=args.min_coarse,
               budget=args.budget, rtol=args.rtol, repeats=args.repeats)
