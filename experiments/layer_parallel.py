@@ -32,8 +32,9 @@ Presets (N = layers, m = coarsening factor):
   60,000 images, batch 100, 3000 steps; m = 4, levels down to >= 4 coarse steps.  Not run here.
 * ``gpu-small`` - peaks N = 256, 500 steps; fashion N = 64, 4 channels, 20,000 images, 1000 steps.
 * ``cpu-smoke`` - peaks N = 64 (3 levels), 2000 / 1000 points, 300 steps; fashion N = 16 (2 levels),
-  4 channels, 5000 / 1000 images, batch 100, 150 steps.  Measured runtime and results: see the
-  README section (``results/layer_parallel/results.md``).
+  4 channels, 5000 / 1000 images, batch 100, 150 steps.  Measured on 2 CPU cores: 155 s wall;
+  validation accuracy peaks serial / exact / one-shot 0.935 / 0.937 / 0.876, fashion 0.813 / 0.813
+  / 0.815; layer-parallel steps 10-20x slower than serial in wall time on one CPU device.
 * ``tiny`` - peaks N = 8, fashion N = 8, a few steps; seconds, mostly compilation; nothing is learnt.
 
 What it should reach: the three methods' curves against iterations lie on top of each other for
