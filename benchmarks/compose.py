@@ -13,8 +13,6 @@ so a ratio well below one training step means it is negligible.  Writes
 from __future__ import annotations
 
 import argparse
-import json
-import pathlib
 import statistics
 import time
 
@@ -22,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 import dcnn_dd as dd
+from benchmarks.common import write_json
 from dcnn_dd.models import CifarResNet, PlainCNN, ResNet50
 
 
@@ -72,10 +71,7 @@ def main(argv=None):
             ("ResNet50", ResNet50(fc_hidden=1024, num_classes=101), dd.paper_grid("food101-4"), 3, 4, 32),
         ]
     rows = [bench(*c, repeats=args.repeats) for c in cases]
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compose.json").write_text(json.dumps({"rows": rows}, indent=2))
-    print(f"wrote {out / 'compose.json'}")
+    write_json(args.out, "compose.json", {"rows": rows})
     return rows
 
 

@@ -28,8 +28,6 @@ training mode).
 from __future__ import annotations
 
 import argparse
-import json
-import pathlib
 import statistics
 import time
 
@@ -38,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks.common import write_json
 from dcnn_dd.data import augment, pipeline, sources
 from dcnn_dd.grid import Grid, decompose_input, paper_grid
 from dcnn_dd.models import CifarResNet, PlainCNN
@@ -175,10 +174,7 @@ def main(argv=None):
     rows = [bench(*c, batch=b, steps=steps, repeats=repeats, budget_s=budget) for c in cases]
     print(f"device: {rows[0]['device']} ({rows[0]['backend']}); pipeline run synchronously, K=4 sub-images")
     print_table(rows)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "input_pipeline.json").write_text(json.dumps({"rows": rows}, indent=2))
-    print(f"wrote {out / 'input_pipeline.json'}")
+    write_json(args.out, "input_pipeline.json", {"rows": rows})
     return rows
 
 

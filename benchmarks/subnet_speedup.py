@@ -19,14 +19,13 @@ Targets (issue 3): efficiency >= 0.7 on CPU; time ratio >= 5 on one GPU.
 from __future__ import annotations
 
 import argparse
-import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import dcnn_dd as dd
+from benchmarks.common import write_json
 from dcnn_dd.complexity import count_flops
 from dcnn_dd.models import CifarResNet
 from dcnn_dd.train import concurrent, parallel
@@ -102,9 +101,7 @@ def main(argv=None) -> dict:
           f"(strategy {r['strategy']})")
     if None not in mem:
         print(f"memory per step: global {mem[0] / 2**20:.1f} MiB, K sub-networks {mem[1] / 2**20:.1f} MiB")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "subnet_speedup.json").write_text(json.dumps(r, indent=2) + "\n")
+    write_json(args.out, "subnet_speedup.json", r)
     return r
 
 

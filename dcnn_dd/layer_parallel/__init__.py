@@ -1,0 +1,27 @@
+"""Layer-parallel training of ODE-ResNets by MGRIT (Guenther, Ruthotto, Schroder, Cyr, Gauger 2020).
+
+    model  = ODEResNet(n_layers=64, width=8, num_classes=5, T=5.0)
+    params = model.init(key, x)
+    fwd    = Solver(cfactor=4, levels=3, tol=1e-9, max_iter=30)     # exact: iterate to tolerance
+    logits = apply(model, fwd, fwd, params, x)                      # drop-in for model.apply_serial
+    grads  = jax.grad(loss)(params)                                 # adjoint solved by MGRIT too
+
+Files: ``model.py`` (ODE-ResNet, serial scan reference, regularisers), ``mgrit.py`` (FAS
+multilevel solver, relaxation, hierarchy, cost model), ``adjoint.py`` (backward MGRIT,
+parameter gradients, ``custom_vjp``), ``train.py`` (serial / exact / one-shot training steps),
+``data.py`` (the peaks problem).
+"""
+
+from dcnn_dd.layer_parallel.adjoint import apply, backward, final, forward, param_grads, states
+from dcnn_dd.layer_parallel.mgrit import (
+    NonFiniteResidualError, SolveInfo, Solver, check, conv_factor, critical_path, hierarchy, layers_mesh, max_levels,
+    solve,
+)
+from dcnn_dd.layer_parallel.model import ODEResNet, cross_entropy, tikhonov, time_derivative
+from dcnn_dd.layer_parallel.train import METHODS, Method, TrainState, init_state, make_step
+
+__all__ = [
+    "METHODS", "Method", "NonFiniteResidualError", "ODEResNet", "TrainState", "init_state", "make_step", "SolveInfo", "Solver", "apply", "backward", "check", "conv_factor",
+    "critical_path", "cross_entropy", "final", "forward", "hierarchy", "layers_mesh", "max_levels", "param_grads",
+    "solve", "states", "tikhonov", "time_derivative",
+]

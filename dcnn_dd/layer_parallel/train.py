@@ -1,0 +1,144 @@
+"""Training the ODE-ResNet: layer-serial, exact layer-parallel, simultaneous (one-shot) layer-parallel.
+
+Guenther et al. (2020), Sec. 3.4 / Algorithm 2.  All three minimise the same objective, the
+cross-entropy of the classifier on u_N plus the regularisation (2.6), with the same parameters:
+
+* ``serial``   - reverse-mode AD of the ``lax.scan`` forward pass (the reference);
+* ``exact``    - forward and adjoint by MGRIT iterated to a tolerance (``Solver(tol=..., max_iter=...)``):
+  gradients equal the serial ones to the tolerance;
+* ``one-shot`` - the paper's most efficient variant: a fixed small budget of forward and adjoint
+  MGRIT iterations per optimiser step (``Solver(tol=0, max_iter=budget)``), i.e. inexact states and
+  gradients, with the forward and adjoint states warm-started from the previous optimiser step.
+  The warm start is meaningful when the samples do not change between steps (full-batch
+  training, as for peaks); with ``warm_start=False`` every solve starts from u_0 at every layer.
+
+The layer-parallel gradient is computed explicitly here (open -> MGRIT forward -> classifier vjp ->
+MGRIT adjoint -> batched parameter vjps -> opening vjp), the same computation as the
+``custom_vjp`` of :mod:`.adjoint`, so that the adjoint states can be kept for the warm start and
+both solves' iteration counts and residuals are reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dcnn_dd.layer_parallel import adjoint
+from dcnn_dd.layer_parallel.mgrit import Solver
+from dcnn_dd.layer_parallel.model import ODEResNet, cross_entropy, tikhonov, time_derivative
+
+METHODS = ("serial", "exact", "one-shot")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """How gradients are computed; ``alpha``/``beta``: Tikhonov and time-derivative weights (2.6)."""
+
+    name: str = "serial"
+    fwd: Solver | None = None
+    bwd: Solver | None = None
+    warm_start: bool = True
+    alpha: float = 0.0
+    beta: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in METHODS:
+            raise ValueError(f"method={self.name!r}: choose one of {METHODS}")
+        if self.name != "serial" and (self.fwd is None or self.bwd is None):
+            raise ValueError(f"method={self.name!r} needs the forward and adjoint solvers (fwd=, bwd=)")
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    u_warm: Any = None  # forward states of the previous step (one-shot / exact warm start)
+    lam_warm: Any = None  # adjoint states of the previous step
+
+
+def regulariser(model: ODEResNet, params, method: Method):
+    return tikhonov(params, method.alpha) + time_derivative(params["steps"], method.beta, model.h)
+
+
+def serial_loss_and_grad(model: ODEResNet, method: Method, params, x, y):
+    def loss(p):
+        return cross_entropy(model.apply_serial(p, x), y) + regulariser(model, p, method)
+
+    return jax.value_and_grad(loss)(params)
+
+
+def layer_parallel_loss_and_grad(model: ODEResNet, method: Method, params, x, y, u_warm=None, lam_warm=None):
+    """(loss, grads, forward states, adjoint states, forward info, adjoint info) by MGRIT."""
+    u0, open_vjp = jax.vjp(lambda po: model.open(po, x), params["open"])
+    U, finfo = adjoint.forward(model, params["steps"], u0, method.fwd, u_warm)  # noqa: N806
+    ce, (g_cls, ct_uN) = jax.value_and_grad(lambda pc, uN: cross_entropy(model.classify(pc, uN), y),  # noqa: N806
+                                            argnums=(0, 1))(params["cls"], U[-1])
+    ct = jnp.zeros_like(U).at[-1].set(ct_uN)
+    lam, binfo = adjoint.backward(model, params["steps"], U, ct, method.bwd, lam_warm)
+    grads = {"open": open_vjp(lam[0])[0], "steps": adjoint.param_grads(model, params["steps"], U, lam, method.bwd),
+             "cls": g_cls}
+    reg, g_reg = jax.value_and_grad(lambda p: regulariser(model, p, method))(params)
+    grads = jax.tree.map(jnp.add, grads, g_reg)
+    return ce + reg, grads, U, lam, finfo, binfo
+
+
+def init_state(params, tx: optax.GradientTransformation, model: ODEResNet | None = None, method: Method | None = None,
+               x=None) -> TrainState:
+    """The optimiser state; for a warm-starting layer-parallel method (give ``model``, ``method`` and a
+    batch ``x``) also the initial warm states: u_0 at every layer, zero adjoints.  Then the state
+    has the same structure before and after a step (one compilation)."""
+    state = TrainState(params, tx.init(params))
+    if method is not None and method.name != "serial" and method.warm_start:
+        u0 = model.open(params["open"], x)
+        shape = (model.n_layers + 1, *u0.shape)
+        state = state._replace(u_warm=jnp.broadcast_to(u0, shape), lam_warm=jnp.zeros(shape, u0.dtype))
+    return state
+
+
+def make_step(model: ODEResNet, method: Method, tx: optax.GradientTransformation):
+    """A jitted ``step(state, x, y) -> (state, metrics)`` for the method."""
+
+    def step(state: TrainState, x, y):
+        metrics = {}
+        if method.name == "serial":
+            loss, grads = serial_loss_and_grad(model, method, state.params, x, y)
+            u_warm = lam_warm = None
+        else:
+            warm = method.warm_start
+            loss, grads, U, lam, fi, bi = layer_parallel_loss_and_grad(  # noqa: N806
+                model, method, state.params, x, y, state.u_warm if warm else None, state.lam_warm if warm else None)
+            u_warm, lam_warm = (U, lam) if warm else (None, None)
+            metrics = {"fwd_iters": fi.iterations, "bwd_iters": bi.iterations,
+                       "fwd_res": fi.residuals[fi.iterations], "bwd_res": bi.residuals[bi.iterations],
+                       "fwd_nonfinite_level": fi.nonfinite_level, "bwd_nonfinite_level": bi.nonfinite_level,
+                       "fwd_nonfinite_iteration": fi.nonfinite_iteration,
+                       "bwd_nonfinite_iteration": bi.nonfinite_iteration}
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, opt_state, u_warm, lam_warm), {"loss": loss, **metrics}
+
+    return jax.jit(step)
+
+
+def check_metrics(metrics: dict, step: int) -> None:
+    """Raise on a non-finite loss or a solve that stopped on a non-finite residual (host side)."""
+    from dcnn_dd.layer_parallel.mgrit import NonFiniteResidualError
+
+    for which in ("fwd", "bwd"):
+        lev = int(metrics.get(f"{which}_nonfinite_level", -1))
+        if lev >= 0:
+            raise NonFiniteResidualError(
+                f"optimiser step {step}: {'forward' if which == 'fwd' else 'adjoint'} MGRIT hit a non-finite residual "
+                f"at iteration {int(metrics[f'{which}_nonfinite_iteration'])} on level {lev}")
+    if not jnp.isfinite(metrics["loss"]):
+        raise FloatingPointError(f"optimiser step {step}: non-finite loss {float(metrics['loss'])}")
+
+
+def accuracy(model: ODEResNet, params, x, y, batch: int = 2000) -> float:
+    """Validation accuracy with the layer-serial forward pass (the same function for every method)."""
+    fn = jax.jit(lambda p, xb: jnp.argmax(model.apply_serial(p, xb), -1))
+    correct = sum(int(jnp.sum(fn(params, x[i:i + batch]) == y[i:i + batch])) for i in range(0, len(x), batch))
+    return correct / len(x)
