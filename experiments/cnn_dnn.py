@@ -199,9 +199,9 @@ def time_table(cases, summaries) -> str:
         t = s["time_s"]
         rows.append([c.name, *[None if t[k] is None else f"{t[k]:.1f}" for k, _ in TIME_ROWS],
                      f"{s['params']['local_each']:,} x {c.K}", f"{s['params']['dnn']:,} ({s['params']['dnn_hidden']})",
-                     s["strategy"]["strategy"]])
+                     f"{s['params']['global']:,}", s["strategy"]["strategy"]])
     return common.md_table(["case", *[f"{r} [s]" for _, r in TIME_ROWS], "params local CNN x K", "params DNN (hidden)",
-                            "local strategy"], rows)
+                            "params global CNN", "local strategy"], rows)
 
 
 def notes(cases, summaries) -> list[str]:
@@ -228,6 +228,13 @@ def notes(cases, summaries) -> list[str]:
             out.append(f"CHECK {c.name}: transfer initial accuracy {a['transfer_init']:.4f} differs from the DNN's "
                        f"{a['dnn']:.4f} (should be equal).")
         out.append(f"{c.name}: majority vote tied on {100 * s['vote_tied_fraction']:.1f}% of the test images.")
+        p = s["params"]
+        if p["dnn"] > p["local_all"]:
+            out.append(f"{c.name}: the DNN (default widths {p['dnn_hidden']}: {p['dnn']:,} parameters) has more "
+                       f"parameters than the {c.K} local CNNs together ({p['local_all']:,})"
+                       + (f" and than the global CNN ({p['global']:,})" if p["dnn"] > p["global"] else "")
+                       + "; it reads only K x classes numbers, but part of the CNN-DNN's gain over the "
+                         "parameter-free aggregators may be this capacity.")
     return out
 
 

@@ -169,3 +169,41 @@ def test_coherent_gradients_reach_every_local_cnn(coherent_case):
     kernel = g["local"]["Conv_0"]["kernel"]  # (K, 3, 3, 2, 4)
     assert all(float(jnp.abs(kernel[k]).max()) > 0 for k in range(grid.K))
     assert float(jnp.abs(g["dnn"]["Head"]["kernel"]).max()) > 0
+
+
+# ------------------------------------------------------------------------------ the README section
+def _readme_blocks():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).parents[1]
+    for name in ("README.md", "README.cnn_dnn.md"):  # the section, once spliced into the README, or its draft
+        path = root / name
+        if path.exists():
+            blocks = [b for b in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+                      if "dcnn_dd.cnn_dnn" in b]
+            if blocks:
+                return blocks
+    pytest.fail("no CNN-DNN python example in README.md or README.cnn_dnn.md")
+
+
+def test_readme_example_runs(capsys):
+    block = _readme_blocks()[0]
+    exec(compile(block, "README", "exec"), {})  # noqa: S102
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert float(lines[0]) < 1e-4  # coherent forward == two-stage pipeline
+
+
+def test_readme_training_example_is_a_valid_run(monkeypatch):
+    import dcnn_dd.cnn_dnn as cd
+    from dcnn_dd.cnn_dnn.train import CNNDNNConfig
+    from dcnn_dd.train import Config
+    from dcnn_dd.train.config import build_grid, build_model
+
+    calls = []
+    monkeypatch.setattr(cd, "run", lambda *a, **k: calls.append(a) or {"acc": {}}, raising=False)
+    exec(compile(_readme_blocks()[1], "README", "exec"), {})  # noqa: S102
+    (config, cfg, run_dir), = calls
+    assert isinstance(config, Config) and isinstance(cfg, CNNDNNConfig) and run_dir == "results/my_cnn_dnn"
+    assert build_grid(config.grid, (28, 28, 1)).K == config.K
+    assert build_model(config.model, 10).subnet(config.K).features == (8, 8, 16, 16)

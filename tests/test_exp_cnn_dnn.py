@@ -105,6 +105,7 @@ def test_every_phase_ran_and_was_timed(result):
             assert s["time_s"][key] > 0, (name, key)
         assert s["params"]["dnn_hidden"] == [max(64, 2 * case["K"] * 10)] * 2  # the documented default
         assert s["params"]["local_each"] * case["K"] == s["params"]["local_all"]
+        assert s["params"]["local_each"] * case["K"] < s["params"]["global"]  # widths / K: about 1/K^2 of the weights
         assert 0 <= s["vote_tied_fraction"] <= 1
         assert cfg["coherent_epochs"] == 1 and cfg["transfer_epochs"] == 1
     glob = [n for n, c in r["cases"].items() if c["summary"]["acc"]["global"] is not None]
@@ -124,3 +125,20 @@ def test_collected_report_includes_cnn_dnn(result, tmp_path):
     assert "### cnn_dnn" in others and "### cnn_dnn-time" in others and "majority vote" in others
     assert "![Figure cnn_dnn](cnn_dnn/cnn_dnn.png)" in text
     assert "MISSING `cnn_dnn`" not in text and "MISSING `cifar`" in text
+
+
+def test_rerun_resumes_from_the_checkpoints(result):
+    """The same call again trains nothing (every phase is done) and reports the same numbers."""
+    from dcnn_dd.cnn_dnn import train
+    from tests.runs import checkpoints
+
+    out, r = result
+    case = next(c for c in cnn_dnn.tiny().cases if c.name == "k4-overlap")
+    run_dir = out / "cases" / case.name
+    before = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
+    before.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})
+    again = train.run(case.config, case.cnn_dnn, run_dir, progress=False, log=lambda *a, **k: None)
+    assert again["acc"] == r["cases"][case.name]["summary"]["acc"]
+    after = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
+    after.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})
+    assert after == before and all(before.values())

@@ -294,7 +294,8 @@ def summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, l
             "transfer (local + features + dnn + transfer)": (t_local + t_features + t_dnn
                                                              + (_last(tr_h, "elapsed_s") or 0.0)) if tr_h else None,
         },
-        "params": {"local_each": local_params // config.K, "local_all": local_params,
+        "params": {"global": num_params(jax.eval_shape(ex.global_init, jax.random.PRNGKey(0))["params"]),
+                   "local_each": local_params // config.K, "local_all": local_params,
                    "dnn": num_params(dnn_vars["params"]), "dnn_hidden": list(dnn_model(ex, cfg).widths(config.K))},
         "epochs": {"local": config.snet_epochs, "dnn": cfg.dnn_epochs, "coherent": cfg.coherent_epochs,
                    "transfer": cfg.transfer_epochs, "global": config.gnet_r_epochs},
