@@ -3,10 +3,10 @@ their class probabilities aggregated by a DNN, by averaging, by majority vote or
 (Gu et al.'s composed network); the coherent CNN-DNN from random initialisation and with transfer
 learning; and the global CNN trained directly.  K in {4, 16}, with and without overlap.
 
-    python -m experiments.cnn_dnn --preset cpu-smoke   # offline, Fashion-MNIST, ~10 min on 2 CPU cores
+    python -m experiments.cnn_dnn --preset cpu-smoke   # offline, Fashion-MNIST, ~4 min on 2 CPU cores (measured)
     python -m experiments.cnn_dnn --preset tiny        # ~30 s; the test suite's variant
-    python -m experiments.cnn_dnn --preset gpu-small   # CIFAR-10 (TFDS), ResNet20, a fraction of the epochs
-    python -m experiments.cnn_dnn --preset paper       # CIFAR-10 (TFDS), ResNet32, paper scale: a day or more on one GPU
+    python -m experiments.cnn_dnn --preset gpu-small   # CIFAR-10 (TFDS), ResNet20, a tenth of the epochs (not run yet)
+    python -m experiments.cnn_dnn --preset paper       # CIFAR-10 (TFDS), ResNet32, paper scale (not run yet; many GPU hours)
     python -m experiments.report                       # then: results/REPORT.md includes results/cnn_dnn/
 
 What runs, per case (K, overlap): the K local CNNs (the global architecture with its widths divided
@@ -259,9 +259,9 @@ def figure(out: Path, cases, summaries) -> str:
                       color="k", capsize=2, lw=1)
     ax_a.set_xticks(range(len(keys)), [labels[k] for k in keys], rotation=35, ha="right", fontsize=8)
     ax_a.set_ylabel("test accuracy")
-    ax_a.set_ylim(0, 1)
+    ax_a.set_ylim(0, 1.12)
     ax_a.grid(axis="y", alpha=0.3)
-    ax_a.legend(fontsize=8, loc="lower right")
+    ax_a.legend(fontsize=8, loc="upper left", ncol=len(cases))
     ax_a.set_title("accuracy (local CNNs: mean, bar = min..max)")
     tkeys = [k for k, _ in TIME_ROWS if k != "compose"]
     tl = dict(TIME_ROWS)

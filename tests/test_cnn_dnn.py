@@ -207,3 +207,18 @@ def test_readme_training_example_is_a_valid_run(monkeypatch):
     assert isinstance(config, Config) and isinstance(cfg, CNNDNNConfig) and run_dir == "results/my_cnn_dnn"
     assert build_grid(config.grid, (28, 28, 1)).K == config.K
     assert build_model(config.model, 10).subnet(config.K).features == (8, 8, 16, 16)
+
+
+def test_coherent_data_parallel_on_2_devices_equals_1_device():
+    """The coherent model trains data-parallel like the global network (2 simulated devices, subprocess)."""
+    import json
+    import sys
+
+    from tests import runs
+
+    p = runs.run([sys.executable, "-m", "tests.cnn_dnn_multidevice"], devices=2)
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    for inner in ("vmap", "sequential"):
+        r = out[inner]
+        assert r["devices"] == 2 and r["moved"] > 1e-3, r
+        assert r["params_diff"] < 1e-5 and r["batch_stats_diff"] < 1e-5 and r["loss_diff"] < 1e-5, r
