@@ -8,7 +8,9 @@ one markdown file (default ``<results>/REPORT.md``): a header listing the experi
 device, date, command, wall time) and those expected but missing, one table per paper table with
 our value next to the paper's, our entries of tables the paper does not have, and per experiment
 its stand-in, its notes (deviations) and its figures.  Missing results are listed as missing,
-never invented; an unreadable results.json is reported, not fatal.  Standard library only.
+never invented; an unreadable results.json is reported, not fatal.  The CNN-DNN experiment
+(``results/cnn_dnn/``, Klawonn et al.) has no paper numbers here (only their abstract is available):
+its tables appear among "Tables not in the paper" and its section says so.  Standard library only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import pathlib
 import sys
 
 KEYS = ("table", "row", "metric", "dataset", "model", "overlap", "K", "batch_size", "augment", "devices")
-EXPECTED = ("cifar", "partitions", "visualize")
+EXPECTED = ("cifar", "partitions", "visualize", "cnn_dnn")
+# Experiments of papers whose numbers we do not have: said in their section, none invented.
+NO_PAPER_NUMBERS = {
+    "cnn_dnn": "Klawonn, Weber, Lanser (arXiv 2408.14442, 2302.06564): only the abstract is available to this "
+               "project, so no paper numbers are listed for the CNN-DNN; its tables are under 'Tables not in the "
+               "paper'.",
+}
 # Which experiment is expected to fill each paper table (for the "no results yet" hint).
 PRODUCERS = {"3.1": "cifar", "3.2": "cifar", "3.3": "cifar", "3.4": "partitions", "3.5": "partitions"}
 PAPER_PATH = pathlib.Path(__file__).with_name("paper_numbers.json")
@@ -152,6 +160,8 @@ def other_section(tid: str, ours: list) -> list:
 
 def experiment_section(res: dict, exp_dir: pathlib.Path, out_dir: pathlib.Path) -> list:
     out = [f"## Experiment `{res['experiment']}` (preset {res.get('preset', '?')})", ""]
+    if res["experiment"] in NO_PAPER_NUMBERS:
+        out += [f"**Paper numbers:** {NO_PAPER_NUMBERS[res['experiment']]}", ""]
     if res.get("stand_in"):
         out += [f"**Stand-in:** {res['stand_in']}", ""]
     notes = res.get("notes") or []

@@ -86,29 +86,35 @@ class Experiment:
             cache[key] = build()
         return cache[key]
 
-    def global_step(self):
-        return self._cached(("global_step",), self._global_step)
+    def global_step(self, model=None):
+        """The data-parallel training step of the global network, or of another ``model`` on the
+        whole (preprocessed) image, e.g. the coherent CNN-DNN (:mod:`dcnn_dd.cnn_dnn`)."""
+        model = self.model if model is None else model
+        return self._cached(("global_step", _model_key(self, model)), lambda: self._global_step(model))
 
-    def _global_step(self):
+    def _global_step(self, model):
         rep = parallel.replicated(self.dmesh)
 
         def step(state, images, labels, ids, epoch, lr):
-            return train_step(self.model, self.tx, state, self.prep(images, ids, epoch, True), labels, lr)
+            return train_step(model, self.tx, state, self.prep(images, ids, epoch, True), labels, lr)
 
         return jax.jit(step, out_shardings=(rep, rep), donate_argnums=0)
 
     def global_state(self, variables):
         return parallel.put_global(create_state(variables, self.tx), parallel.replicated(self.dmesh))
 
-    def global_eval(self, with_logits: bool = False):
-        """variables -> ``{'acc', 'top5'}`` on the test set (and ``'logits'``, ``'labels'`` if asked)."""
+    def global_eval(self, with_logits: bool = False, model=None, source=None):
+        """variables -> ``{'acc', 'top5'}`` on the test set (or ``source``) (and ``'logits'``,
+        ``'labels'`` if asked); ``model``: another model on the whole image (default the global one)."""
         rep = parallel.replicated(self.dmesh)
-        fn = self._cached(("global_eval",), lambda: jax.jit(
-            lambda v, im, lab, ids, mask: eval_step(self.model, v, self.prep(im, ids, 0, False), lab, mask),
+        model = self.model if model is None else model
+        source = self.test_source if source is None else source
+        fn = self._cached(("global_eval", _model_key(self, model)), lambda: jax.jit(
+            lambda v, im, lab, ids, mask: eval_step(model, v, self.prep(im, ids, 0, False), lab, mask),
             out_shardings=rep))
 
         def evaluate(variables):
-            return _evaluate(fn, variables, self.test_source, self.eval_batch, parallel.batch_sharding(self.dmesh),
+            return _evaluate(fn, variables, source, self.eval_batch, parallel.batch_sharding(self.dmesh),
                              with_logits)
 
         return evaluate
@@ -153,9 +159,10 @@ class Experiment:
 
         return jax.jit(step, out_shardings=(out, parallel.replicated(out.mesh)), donate_argnums=0)
 
-    def sub_eval(self, strategy: str, with_logits: bool = False):
+    def sub_eval(self, strategy: str, with_logits: bool = False, source=None):
         """stacked variables -> ``{'acc', 'top5'}`` per sub-network, shape (K,) (and ``'logits'``
-        (K, N, C), ``'labels'`` if asked)."""
+        (K, N, C), ``'labels'`` if asked), on the test set or ``source`` (e.g. the training set)."""
+        source = self.test_source if source is None else source
         c = self.config
         one = lambda v, x, lab, mask: eval_step(self.sub, v, x, lab, mask)  # noqa: E731
         mapped = concurrent.kmap(one, strategy, K=c.K, in_axes=(0, 0, None, None), mesh=self.smesh, inner=c.inner)
@@ -167,7 +174,7 @@ class Experiment:
         fn = self._cached(("sub_eval", strategy), lambda: jax.jit(raw, out_shardings=rep))
 
         def evaluate(variables):
-            return _evaluate(fn, variables, self.test_source, self.eval_batch, rep, with_logits, logit_axis=1)
+            return _evaluate(fn, variables, source, self.eval_batch, rep, with_logits, logit_axis=1)
 
         return evaluate
 
@@ -191,6 +198,12 @@ class Experiment:
             return step, fresh
 
         return concurrent.choose(concurrent.candidates(c.K, self.smesh), build)
+
+
+def _model_key(ex: Experiment, model):
+    """Cache key of a model's compiled functions: None for the experiment's global network, else the
+    object's identity (the cached closure keeps the model alive, so the identity is not reused)."""
+    return None if model is ex.model else id(model)
 
 
 def _val(evaluate):
@@ -265,12 +278,16 @@ def theorem_2_2(sub_logits, global_logits, labels, atol: float = 1e-4) -> dict:
 
 # ==================================================================== the run
 def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True, data_path=None, data_dir=None,
-        num_devices: int | None = None, log=print) -> dict:
+        num_devices: int | None = None, log=print, experiment: Experiment | None = None) -> dict:
     """Run (or resume) Algorithm 1 and the GNet-R baseline; returns the summary (also written to
-    ``<run_dir>/summary.json``, with ``metrics.jsonl`` and the PNG plots)."""
+    ``<run_dir>/summary.json``, with ``metrics.jsonl`` and the PNG plots).  ``experiment``: an
+    :class:`Experiment` of this configuration to reuse (its data and compiled steps), e.g. by a
+    caller that trains more phases on the same data afterwards (:mod:`dcnn_dd.cnn_dnn`)."""
     c = config
+    if experiment is not None and experiment.config != c:
+        raise ValueError("run(config, experiment=...): the experiment was built for another configuration")
     rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
-    ex = Experiment(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    ex = experiment or Experiment(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
     key = jax.random.PRNGKey(c.seed)

@@ -1,0 +1,322 @@
+"""CNN-DNN training end to end, on the engine of Algorithm 1 (resumable phases, checkpoints).
+
+Phases of :func:`run` (each checkpointed every epoch; re-running the same call resumes):
+
+1. **local CNNs** = the sub-network phase of Algorithm 1 (:func:`dcnn_dd.train.algorithm1.run`):
+   the K local CNNs (``model.subnet(K)``) train concurrently and independently on their
+   sub-images, with the same strategies (``auto`` measures) and devices.  The same run also
+   trains the **global CNN** directly (GNet-R, ``gnet_r_epochs``) and composes the local CNNs
+   into the **Gu et al. composed network** (GNet-T before fine-tuning).  The local CNNs *are*
+   the SNets: ``<run_dir>`` is an Algorithm-1 run directory.
+2. **features**: the frozen local CNNs' class probabilities on the training and test images
+   (no augmentation), (N, K, classes).
+3. **aggregators** on the test probabilities: averaging, majority vote (ties: the highest
+   summed probability, then the lowest class, :mod:`.aggregate`), the logit sum.
+4. **dnn**: the DNN trained on the frozen local probabilities of the training set.
+5. **coherent**: the coherent CNN-DNN (:class:`~dcnn_dd.cnn_dnn.model.CNNDNN`) from random
+   initialisation, trained end to end, data-parallel.
+6. **transfer**: the coherent CNN-DNN initialised with the trained local CNNs and the trained
+   DNN (bitwise; the initial variables are saved as the ``transfer_init`` checkpoint), then
+   trained end to end.  Its accuracy before training equals the DNN phase's, by construction.
+
+The CNN-DNN phases live in ``<run_dir>/cnn_dnn/`` with their own configuration check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dcnn_dd.cnn_dnn import aggregate
+from dcnn_dd.cnn_dnn.aggregate import DNN
+from dcnn_dd.cnn_dnn.model import CNNDNN, join, num_params
+from dcnn_dd.train import algorithm1, parallel
+from dcnn_dd.train.algorithm1 import Experiment, _evaluate, _val
+from dcnn_dd.train.checkpoint import RunDir, load_variables
+from dcnn_dd.train.config import Config
+from dcnn_dd.train.loop import Phase, TrainData, run_phase
+from dcnn_dd.train.schedules import Piecewise
+from dcnn_dd.train.state import create_state, eval_step, init_variables, top_k_correct, train_step
+
+PHASES = ("dnn", "coherent", "transfer")
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNDNNConfig:
+    """The CNN-DNN phases on top of an Algorithm-1 :class:`~dcnn_dd.train.Config` (which sets the
+    data, the global architecture, K and the grid, the local CNNs' epochs (``snet_epochs``) and
+    the global CNN's (``gnet_r_epochs``)).  ``dnn_hidden=None``: the DNN's default widths
+    (:func:`~dcnn_dd.cnn_dnn.aggregate.default_hidden`).  A phase with 0 epochs is skipped.
+    ``inner``: how the coherent model runs its K local CNNs (``vmap`` or ``sequential``)."""
+
+    dnn_hidden: list | None = None
+    dnn_epochs: int = 10
+    dnn_lr: object = 1e-3
+    dnn_batch_size: int | None = None  # None: the configuration's batch size
+    coherent_epochs: int = 3
+    coherent_lr: object = 1e-3
+    transfer_epochs: int = 1
+    transfer_lr: object = 1e-4
+    inner: str = "vmap"
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, d: dict) -> CNNDNNConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - known:
+            raise ValueError(f"unknown CNN-DNN configuration keys {sorted(set(d) - known)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+class FeatureSource:
+    """In-memory (N, K, classes) float32 local probabilities with labels: a data source for the
+    engine's pipeline (``take``, ``image_shape``), so the DNN phase uses :func:`run_phase` too."""
+
+    def __init__(self, features, labels, num_classes: int, name: str = "features"):
+        self.features = np.asarray(features, np.float32)
+        self.labels = np.asarray(labels, np.int32)
+        self.num_classes, self.name = int(num_classes), name
+        if self.features.ndim != 3 or self.labels.shape != self.features.shape[:1]:
+            raise ValueError(f"{name}: features (N, K, C) and labels (N,), got {self.features.shape}, "
+                             f"{self.labels.shape}")
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.features.shape[1:])
+
+    def take(self, indices):
+        idx = np.asarray(indices)
+        return self.features[idx], self.labels[idx]
+
+
+def softmax(logits) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return (z / z.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def aggregator_scores(local_logits, labels) -> dict:
+    """Test accuracy (and top-5 where the aggregator ranks classes) of averaging, majority vote and
+    the logit sum, from the (K, N, classes) local logits."""
+    logits = jnp.asarray(local_logits, jnp.float32)
+    probs = jax.nn.softmax(logits, axis=-1)
+    labels = jnp.asarray(labels)
+    out = {}
+    for name, scores in (("average", aggregate.average(probs)), ("logit_sum", aggregate.logit_sum(logits))):
+        out[name] = {"acc": float(jnp.mean(jnp.argmax(scores, -1) == labels)),
+                     "top5": float(jnp.mean(top_k_correct(scores, labels, 5)))}
+    out["vote"] = {"acc": float(jnp.mean(aggregate.majority_vote(probs) == labels)), "top5": None}
+    ties = aggregate.votes(probs)
+    top = ties.max(-1, keepdims=True)
+    out["vote"]["tied_fraction"] = float(jnp.mean(jnp.sum(ties == top, -1) > 1))
+    return out
+
+
+def dnn_model(ex: Experiment, cfg: CNNDNNConfig) -> DNN:
+    hidden = None if cfg.dnn_hidden is None else tuple(cfg.dnn_hidden)
+    return DNN(ex.train_source.num_classes, hidden)
+
+
+def coherent_model(ex: Experiment, cfg: CNNDNNConfig) -> CNNDNN:
+    return CNNDNN(ex.sub, dnn_model(ex, cfg), ex.grid, cfg.inner)
+
+
+def _dnn_fns(ex: Experiment, dnn: DNN):
+    rep = parallel.replicated(ex.dmesh)
+
+    def step(state, x, labels, ids, epoch, lr):
+        return train_step(dnn, ex.tx, state, x, labels, lr)
+
+    train = ex._cached(("dnn_step", id(dnn)), lambda: jax.jit(step, out_shardings=(rep, rep), donate_argnums=0))
+    ev = ex._cached(("dnn_eval", id(dnn)), lambda: jax.jit(
+        lambda v, x, lab, ids, mask: eval_step(dnn, v, x, lab, mask), out_shardings=rep))
+    return train, ev
+
+
+def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, progress: bool = True, data_path=None,
+        data_dir=None, num_devices: int | None = None, log=print, experiment: Experiment | None = None) -> dict:
+    """Run (or resume) every phase; returns the summary (also ``<run_dir>/cnn_dnn/summary.json``)."""
+    run_dir = Path(run_dir)
+    main = jax.process_index() == 0
+    log = log if main else (lambda *a, **k: None)
+    ex = experiment or Experiment(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    if cfg.inner not in ("vmap", "sequential"):
+        raise ValueError(f"inner={cfg.inner!r}: choose 'vmap' or 'sequential'")
+
+    # ---- 1. local CNNs (= SNets), the global CNN (GNet-R) and the Gu et al. composed network
+    a1 = algorithm1.run(config, run_dir, restart=restart, progress=progress, log=log, experiment=ex)
+    local_vars = load_variables(run_dir, "snets")  # the trained local CNNs, stacked on axis 0
+    strategy = a1["strategy"]["strategy"]
+
+    rd = RunDir(run_dir / "cnn_dnn", {"config": config.to_json(), "cnn_dnn": cfg.to_json()}, restart=restart)
+    if restart and main:
+        (rd.path / "transfer_init.json").unlink(missing_ok=True)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 6)
+    k_dnn, k_coh = jax.random.split(key)
+    histories: dict[str, list] = {}
+
+    def write_metrics(_=None):
+        if main:
+            lines = [json.dumps(r) for ph in PHASES for r in histories.get(ph, [])]
+            (rd.path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+
+    def cb(name):
+        def f(history):
+            histories[name] = history
+            write_metrics()
+        return f
+
+    # ---- 2. features: the frozen local CNNs' outputs on the training and test sets
+    t0 = time.perf_counter()
+    sub_rep = parallel.replicated(ex.sub_sharding(strategy).mesh)
+    on_dev = parallel.put_global(local_vars, sub_rep)
+    tr = ex.sub_eval(strategy, with_logits=True, source=ex.train_source)(on_dev)
+    te = ex.sub_eval(strategy, with_logits=True)(on_dev)
+    t_features = time.perf_counter() - t0
+    num_classes = ex.train_source.num_classes
+    train_feats = FeatureSource(np.swapaxes(softmax(tr["logits"]), 0, 1), tr["labels"], num_classes, "train probs")
+    test_feats = FeatureSource(np.swapaxes(softmax(te["logits"]), 0, 1), te["labels"], num_classes, "test probs")
+    log(f"local CNN outputs: train {train_feats.features.shape}, test {test_feats.features.shape} "
+        f"({t_features:.1f} s)")
+
+    # ---- 3. the parameter-free aggregators
+    aggs = aggregator_scores(te["logits"], te["labels"])
+
+    # ---- 4. the DNN on the frozen local outputs
+    dnn = dnn_model(ex, cfg)
+    dnn_step, dnn_eval_fn = _dnn_fns(ex, dnn)
+    bsh = parallel.batch_sharding(ex.dmesh)
+
+    def dnn_evaluate(state_or_vars, source=test_feats):
+        v = state_or_vars.variables if hasattr(state_or_vars, "variables") else state_or_vars
+        out = _evaluate(dnn_eval_fn, v, source, ex.eval_batch, bsh, False)
+        return {"val_acc": [float(out["acc"])], "val_top5": [float(out["top5"])]}
+
+    dnn_batch = cfg.dnn_batch_size or config.batch_size
+    parallel.check_batch(dnn_batch, ex.dmesh)
+    dnn_vars = init_variables(dnn, k_dnn, (1, config.K, num_classes))
+    dnn_vars = jax.device_get(dnn_vars)
+    if cfg.dnn_epochs > 0:
+        phase = Phase("dnn", cfg.dnn_epochs, Piecewise.from_json(cfg.dnn_lr), dnn_step, dnn_evaluate, 1,
+                      config.plateau_patience)
+        state = ex.global_state(dnn_vars)
+        state, histories["dnn"] = run_phase(phase, state, rd.phase("dnn"), TrainData(train_feats, dnn_batch, config.seed,
+                                            bsh), on_epoch=cb("dnn"), progress=progress)
+        dnn_vars = parallel.to_host(state.variables)
+        del state
+
+    # ---- 5. the coherent CNN-DNN from random initialisation, end to end
+    coh = coherent_model(ex, cfg)
+    coh_eval = ex.global_eval(model=coh)
+    coh_step = ex.global_step(coh)
+    if cfg.coherent_epochs > 0:
+        phase = Phase("coherent", cfg.coherent_epochs, Piecewise.from_json(cfg.coherent_lr), coh_step, _val(coh_eval),
+                      1, config.plateau_patience)
+        state = ex.global_state(init_variables(coh, k_coh, (1, *ex.image_shape)))
+        _, histories["coherent"] = run_phase(phase, state, rd.phase("coherent"),
+                                             TrainData(ex.train_source, config.batch_size, config.seed, bsh,
+                                                       config.steps_per_epoch),
+                                             on_epoch=cb("coherent"), progress=progress)
+        del state
+
+    # ---- 6. transfer learning: the coherent model from the trained local CNNs and DNN
+    transfer_init = None
+    if cfg.transfer_epochs > 0:
+        init_vars = join(local_vars, dnn_vars)
+        store = rd.phase("transfer_init")
+        if store.latest() is None:
+            store.save(0, create_state(init_vars, ex.tx), {"what": "the transfer phase's initial state"})
+        init_file = rd.path / "transfer_init.json"
+        if init_file.exists():
+            transfer_init = json.loads(init_file.read_text())
+        else:
+            r = coh_eval(parallel.put_global(init_vars, parallel.replicated(ex.dmesh)))
+            transfer_init = {"acc": float(r["acc"]), "top5": float(r["top5"])}
+            if main:
+                init_file.write_text(json.dumps(transfer_init) + "\n")
+        phase = Phase("transfer", cfg.transfer_epochs, Piecewise.from_json(cfg.transfer_lr), coh_step, _val(coh_eval),
+                      1, config.plateau_patience)
+        state = ex.global_state(init_vars)
+        _, histories["transfer"] = run_phase(phase, state, rd.phase("transfer"),
+                                             TrainData(ex.train_source, config.batch_size, config.seed, bsh,
+                                                       config.steps_per_epoch),
+                                             on_epoch=cb("transfer"), progress=progress)
+        del state
+    write_metrics()
+
+    summary = summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, local_vars, dnn_vars)
+    if main:
+        (rd.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log(summary_table(summary))
+    return summary
+
+
+def _last(h, key="val_acc"):
+    return h[-1][key] if h else None
+
+
+def summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, local_vars, dnn_vars) -> dict:
+    dnn_h, coh_h, tr_h = (histories.get(p, []) for p in PHASES)
+    t_local, t_dnn = a1["time_subnets_s"], (_last(dnn_h, "elapsed_s") or 0.0)
+    local_params = num_params(local_vars["params"])
+    return {
+        "K": config.K, "grid": repr(ex.grid), "sub_shape": list(ex.grid.sub_shape),
+        "acc": {
+            "local": a1["snet_acc"],
+            "dnn": _last(dnn_h), "average": aggs["average"]["acc"], "vote": aggs["vote"]["acc"],
+            "logit_sum": aggs["logit_sum"]["acc"], "composed": a1["gnet_t_init_acc"],
+            "coherent": _last(coh_h), "transfer_init": None if transfer_init is None else transfer_init["acc"],
+            "transfer": _last(tr_h), "global": a1.get("gnet_r_trained_acc"),
+        },
+        "top5": {
+            "local": a1.get("snet_top5"), "dnn": _last(dnn_h, "val_top5"), "average": aggs["average"]["top5"],
+            "logit_sum": aggs["logit_sum"]["top5"], "coherent": _last(coh_h, "val_top5"),
+            "transfer": _last(tr_h, "val_top5"), "global": a1.get("gnet_r_trained_top5"),
+        },
+        "vote_tied_fraction": aggs["vote"]["tied_fraction"],
+        "time_s": {
+            "local": t_local, "features": t_features, "dnn": t_dnn, "coherent": _last(coh_h, "elapsed_s"),
+            "transfer": _last(tr_h, "elapsed_s"), "global": a1.get("time_gnet_r_s"), "compose": a1["time_compose_s"],
+        },
+        "pipeline_time_s": {
+            "cnn_dnn (local + features + dnn)": t_local + t_features + t_dnn,
+            "transfer (local + features + dnn + transfer)": (t_local + t_features + t_dnn
+                                                             + (_last(tr_h, "elapsed_s") or 0.0)) if tr_h else None,
+        },
+        "params": {"global": num_params(jax.eval_shape(ex.global_init, jax.random.PRNGKey(0))["params"]),
+                   "local_each": local_params // config.K, "local_all": local_params,
+                   "dnn": num_params(dnn_vars["params"]), "dnn_hidden": list(dnn_model(ex, cfg).widths(config.K))},
+        "epochs": {"local": config.snet_epochs, "dnn": cfg.dnn_epochs, "coherent": cfg.coherent_epochs,
+                   "transfer": cfg.transfer_epochs, "global": config.gnet_r_epochs},
+        "strategy": a1["strategy"], "inner": cfg.inner, "backend": jax.default_backend(),
+        "devices": len(jax.devices()), "processes": jax.process_count(),
+        "histories": histories,
+    }
+
+
+def summary_table(s: dict) -> str:
+    def f(v):
+        if v is None:
+            return "-"
+        return " ".join(f"{x:.4f}" for x in v) if isinstance(v, list) else f"{v:.4f}"
+
+    a, t = s["acc"], s["time_s"]
+    rows = [("local CNNs", f(a["local"]), t["local"]), ("DNN (frozen local outputs)", f(a["dnn"]), t["dnn"]),
+            ("average", f(a["average"]), None), ("majority vote", f(a["vote"]), None),
+            ("logit sum", f(a["logit_sum"]), None), ("Gu et al. composed (untrained)", f(a["composed"]), t["compose"]),
+            ("coherent CNN-DNN (random init)", f(a["coherent"]), t["coherent"]),
+            ("transfer: before / after", f"{f(a['transfer_init'])} / {f(a['transfer'])}", t["transfer"]),
+            ("global CNN", f(a["global"]), t["global"])]
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{n:<{w}}  {v:<40} {'' if ts is None else f'{ts:.1f} s'}" for n, v, ts in rows)

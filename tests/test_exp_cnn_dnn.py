@@ -1,0 +1,144 @@
+"""experiments.cnn_dnn end to end at its test scale (the ``tiny`` preset: K=4 with overlap, K=16
+without), and transfer learning starting from exactly the pre-trained parameters.
+
+Asserted: the results files and their schema; every model and aggregator evaluated once per case,
+the global CNN once; the local CNNs are Algorithm 1's SNets (same checkpoints, same accuracies);
+the transfer phase's initial state is bitwise the trained local CNNs and the trained DNN, and its
+accuracy before training equals the two-stage CNN-DNN's; every phase timed.  Accuracies are not
+asserted beyond their range (seconds of training)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dcnn_dd.train.checkpoint import load_variables
+from experiments import cnn_dnn
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cnn_dnn")
+    results = cnn_dnn.main(["--preset", "tiny", "--out", str(out), "--no-progress"])
+    return out, results
+
+
+def test_outputs_and_schema(result):
+    out, r = result
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["experiment"] == "cnn_dnn" and on_disk["preset"] == "tiny"
+    for key in ("date", "backend", "device_kind", "devices", "command", "wall_s"):
+        assert key in on_disk["meta"]
+    assert "Fashion-MNIST" in on_disk["stand_in"]
+    assert (out / on_disk["figures"]["cnn_dnn"]).stat().st_size > 5000
+    md = (out / "results.md").read_text()
+    assert "majority vote" in md and "wall time of every phase" in md and "transfer: initial" in md
+    for e in on_disk["entries"]:
+        assert {"table", "row", "metric", "value"} <= set(e)
+    acc = [e for e in on_disk["entries"] if e["table"] == "cnn_dnn"]
+    assert all(0 <= e["value"] <= 1 for e in acc)
+    for K, overlap in ((4, True), (16, False)):  # noqa: N806
+        rows = {e["row"] for e in acc if e.get("K") == K and e.get("overlap") is overlap}
+        assert rows == {row for key, row in cnn_dnn.ROWS if key != "global"}, rows
+        local = [e for e in on_disk["entries"] if e["table"] == "cnn_dnn-local" and e["K"] == K]
+        assert len(local) == K
+    assert [e["row"] for e in acc if "K" not in e] == ["global CNN"]  # trained once
+    times = [e for e in on_disk["entries"] if e["table"] == "cnn_dnn-time"]
+    assert {e["row"] for e in times} == {row for _, row in cnn_dnn.TIME_ROWS}
+    assert all(e["value"] > 0 for e in times)
+
+
+def test_local_cnns_are_the_snets(result):
+    out, r = result
+    for name, case in r["cases"].items():
+        a1 = json.loads((out / "cases" / name / "summary.json").read_text())  # the Algorithm-1 run's summary
+        assert case["summary"]["acc"]["local"] == a1["snet_acc"]
+        assert case["summary"]["acc"]["composed"] == a1["gnet_t_init_acc"]
+        snets = load_variables(out / "cases" / name, "snets")
+        assert snets["params"]["Conv_0"]["kernel"].shape[0] == case["K"]
+        h = case["summary"]["epochs"]
+        assert h["local"] == case["config"]["snet_epochs"]
+
+
+@pytest.mark.parametrize("name", ["k4-overlap", "k16-nonoverlap"])
+def test_transfer_starts_from_exactly_the_pretrained_parameters(result, name):
+    out, r = result
+    run_dir = out / "cases" / name
+    snets = load_variables(run_dir, "snets")  # the trained local CNNs (latest = final checkpoint)
+    dnn = load_variables(run_dir / "cnn_dnn", "dnn")  # the DNN trained on their frozen outputs
+    init = load_variables(run_dir / "cnn_dnn", "transfer_init")
+
+    def leaves(tree, prefix=""):
+        if isinstance(tree, dict):
+            for k, v in tree.items():
+                yield from leaves(v, f"{prefix}/{k}")
+        else:
+            yield prefix, np.asarray(tree)
+
+    pairs = [(snets["params"], init["params"]["local"]), (dnn["params"], init["params"]["dnn"])]
+    n = 0
+    for ref, got in pairs:
+        ref, got = dict(leaves(ref)), dict(leaves(got))
+        assert ref.keys() == got.keys()
+        for k in ref:
+            assert ref[k].dtype == got[k].dtype and np.array_equal(ref[k], got[k]), k  # bitwise
+            n += 1
+    assert n > 10
+    # the coherent model with those parameters computes the two-stage CNN-DNN: same test accuracy
+    s = r["cases"][name]["summary"]
+    test_size = r["cases"][name]["config"]["test_size"]
+    assert abs(s["acc"]["transfer_init"] - s["acc"]["dnn"]) <= 1 / test_size + 1e-9
+    # and training then moved away from them
+    trained = load_variables(run_dir / "cnn_dnn", "transfer")
+    assert not np.array_equal(trained["params"]["dnn"]["Head"]["kernel"], dnn["params"]["Head"]["kernel"])
+
+
+def test_every_phase_ran_and_was_timed(result):
+    _, r = result
+    for name, case in r["cases"].items():
+        s = case["summary"]
+        cfg = case["cnn_dnn"]
+        assert len(s["acc"]["local"]) == case["K"]
+        for key in ("dnn", "average", "vote", "logit_sum", "composed", "coherent", "transfer"):
+            assert 0 <= s["acc"][key] <= 1, (name, key)
+        for key in ("local", "features", "dnn", "coherent", "transfer"):
+            assert s["time_s"][key] > 0, (name, key)
+        assert s["params"]["dnn_hidden"] == [max(64, 2 * case["K"] * 10)] * 2  # the documented default
+        assert s["params"]["local_each"] * case["K"] == s["params"]["local_all"]
+        assert s["params"]["local_each"] * case["K"] < s["params"]["global"]  # widths / K: about 1/K^2 of the weights
+        assert 0 <= s["vote_tied_fraction"] <= 1
+        assert cfg["coherent_epochs"] == 1 and cfg["transfer_epochs"] == 1
+    glob = [n for n, c in r["cases"].items() if c["summary"]["acc"]["global"] is not None]
+    assert glob == ["k4-overlap"]
+
+
+def test_collected_report_includes_cnn_dnn(result, tmp_path):
+    import shutil
+
+    from experiments import report
+
+    out, _ = result
+    shutil.copytree(out, tmp_path / "cnn_dnn", ignore=shutil.ignore_patterns("cases"))
+    text = report.build_report(tmp_path)
+    assert "## Experiment `cnn_dnn` (preset tiny)" in text and "only the abstract is available" in text
+    others = text.split("## Tables not in the paper")[1]
+    assert "### cnn_dnn" in others and "### cnn_dnn-time" in others and "majority vote" in others
+    assert "![Figure cnn_dnn](cnn_dnn/cnn_dnn.png)" in text
+    assert "MISSING `cnn_dnn`" not in text and "MISSING `cifar`" in text
+
+
+def test_rerun_resumes_from_the_checkpoints(result):
+    """The same call again trains nothing (every phase is done) and reports the same numbers."""
+    from dcnn_dd.cnn_dnn import train
+    from tests.runs import checkpoints
+
+    out, r = result
+    case = next(c for c in cnn_dnn.tiny().cases if c.name == "k4-overlap")
+    run_dir = out / "cases" / case.name
+    before = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
+    before.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})
+    again = train.run(case.config, case.cnn_dnn, run_dir, progress=False, log=lambda *a, **k: None)
+    assert again["acc"] == r["cases"][case.name]["summary"]["acc"]
+    after = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
+    after.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})
+    assert after == before and all(before.values())
