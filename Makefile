@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data test demo complexity experiments report clean
+.PHONY: venv data test demo complexity experiments report bench clean
 
 venv: $(STAMP)
 
@@ -42,14 +42,24 @@ demo: $(STAMP) data
 complexity: $(STAMP)
 	$(PY) -m experiments.complexity
 
-# The paper's Section 3 offline (Fashion-MNIST stand-ins, 2 CPU cores), then results/REPORT.md.
+# Every experiment offline (Fashion-MNIST stand-ins, 2 CPU cores, ~15 min): Section 3 of Gu et al.,
+# CNN-DNN, layer-parallel MGRIT; then results/REPORT.md.
 # On GPUs with the TFDS data: PRESET=paper (or gpu-small) make experiments
 PRESET ?= cpu-smoke
 experiments: $(STAMP) data
 	$(PY) -m experiments.cifar --preset $(PRESET)
 	$(PY) -m experiments.partitions --preset $(PRESET)
 	$(PY) -m experiments.visualize --preset $(PRESET)
+	$(PY) -m experiments.cnn_dnn --preset $(PRESET)
+	$(PY) -m experiments.layer_parallel --preset $(PRESET)
 	$(PY) -m experiments.report
+
+# The speed measurements (each prints its ratios and writes results/bench/<name>.json).
+bench: $(STAMP) data
+	$(PY) -m benchmarks.compose
+	$(PY) -m benchmarks.subnet_speedup
+	$(PY) -m benchmarks.input_pipeline
+	$(PY) -m benchmarks.mgrit
 
 report: $(STAMP)
 	$(PY) -m experiments.report

@@ -9,8 +9,9 @@ device, date, command, wall time) and those expected but missing, one table per 
 our value next to the paper's, our entries of tables the paper does not have, and per experiment
 its stand-in, its notes (deviations) and its figures.  Missing results are listed as missing,
 never invented; an unreadable results.json is reported, not fatal.  The CNN-DNN experiment
-(``results/cnn_dnn/``, Klawonn et al.) has no paper numbers here (only their abstract is available):
-its tables appear among "Tables not in the paper" and its section says so.  Standard library only.
+(``results/cnn_dnn/``, Klawonn et al.) and the layer-parallel one (``results/layer_parallel/``,
+Guenther et al.) have no paper numbers here (only the abstracts are available): their tables
+appear among "Tables not in the paper" and their sections say so.  Standard library only.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import pathlib
 import sys
 
 KEYS = ("table", "row", "metric", "dataset", "model", "overlap", "K", "batch_size", "augment", "devices")
-EXPECTED = ("cifar", "partitions", "visualize", "cnn_dnn")
+EXPECTED = ("cifar", "partitions", "visualize", "cnn_dnn", "layer_parallel")
 # Experiments of papers whose numbers we do not have: said in their section, none invented.
 NO_PAPER_NUMBERS = {
     "cnn_dnn": "Klawonn, Weber, Lanser (arXiv 2408.14442, 2302.06564): only the abstract is available to this "
                "project, so no paper numbers are listed for the CNN-DNN; its tables are under 'Tables not in the "
                "paper'.",
+    "layer_parallel": "Guenther, Ruthotto, Schroder, Cyr, Gauger (SIAM J. Math. Data Sci. 2020): only the abstract is "
+                      "available to this project, so no paper numbers are listed for layer-parallel training; its "
+                      "table is under 'Tables not in the paper'.",
 }
 # Which experiment is expected to fill each paper table (for the "no results yet" hint).
 PRODUCERS = {"3.1": "cifar", "3.2": "cifar", "3.3": "cifar", "3.4": "partitions", "3.5": "partitions"}

@@ -176,15 +176,10 @@ def _readme_blocks():
     import pathlib
     import re
 
-    root = pathlib.Path(__file__).parents[1]
-    for name in ("README.md", "README.cnn_dnn.md"):  # the section, once spliced into the README, or its draft
-        path = root / name
-        if path.exists():
-            blocks = [b for b in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
-                      if "dcnn_dd.cnn_dnn" in b]
-            if blocks:
-                return blocks
-    pytest.fail("no CNN-DNN python example in README.md or README.cnn_dnn.md")
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "dcnn_dd.cnn_dnn" in b]
+    assert len(blocks) == 2, "README.md: the CNN-DNN section has a model example and a training example"
+    return blocks
 
 
 def test_readme_example_runs(capsys):

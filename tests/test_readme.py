@@ -31,3 +31,15 @@ def test_readme_engine_example_builds_a_valid_run(monkeypatch):
     assert isinstance(config, train.Config) and run_dir == "results/my_run"
     model = build_model(config.model, 10)
     assert build_grid(config.grid, (28, 28, 1)).K == config.K and model.subnet(config.K).features == (8, 8, 16, 16)
+
+
+def test_readme_layer_parallel_example_runs(capsys):
+    """The layer-parallel section's example: MGRIT gradients equal the serial ones, and 100 one-shot
+    steps with 2 + 2 iterations each train the peaks problem."""
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    block, = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "dcnn_dd.layer_parallel" in b]
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102
+    diff, last = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert float(diff) < 1e-5
+    loss, fwd, bwd = last.split()
+    assert (int(fwd), int(bwd)) == (2, 2) and float(loss) < 1.0  # log(5) = 1.61 at chance
