@@ -156,6 +156,54 @@ def test_training_methods():
     assert np.mean(out["one-shot"][1][-5:]) < 0.9 * out["one-shot"][1][0]
 
 
+def test_exact_training_gradient_equals_serial_leaf_by_leaf():
+    """The training path (``train.layer_parallel_loss_and_grad``, explicit adjoint, not the
+    ``custom_vjp``) gives the serial gradient leaf by leaf, with both regularisers on: Adam
+    trajectories alone would not see a positive scale error per leaf."""
+    x, y = jnp.asarray(peaks(32)[0], jnp.float64), jnp.asarray(peaks(32)[1], jnp.int32)
+    model = lp.ODEResNet(n_layers=16, width=4, num_classes=NUM_CLASSES, T=3.0)
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(0), x))
+    params["steps"]["b"] = 0.3 * jax.random.normal(jax.random.PRNGKey(3), params["steps"]["b"].shape)
+    s = lp.Solver(cfactor=2, levels=3, tol=1e-13, max_iter=60)
+    m = lp.Method("exact", s, s, alpha=1e-2, beta=1e-1)
+    loss_ser, g_ser = jax.jit(lp.train.serial_loss_and_grad, static_argnums=(0, 1))(model, m, params, x, y)
+    loss_lp, g_lp, _, _, fi, bi = jax.jit(lp.train.layer_parallel_loss_and_grad, static_argnums=(0, 1))(
+        model, m, params, x, y)
+    lp.check(fi), lp.check(bi)
+    assert int(fi.iterations) < 60 and int(bi.iterations) < 60
+    assert abs(float(loss_ser - loss_lp)) < 1e-12
+    assert jax.tree.structure(g_ser) == jax.tree.structure(g_lp)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g_ser), jax.tree.leaves(g_lp)):
+        scale = float(jnp.max(jnp.abs(a)))
+        assert scale > 1e-6, path  # every leaf has a gradient to compare
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-10 * scale, (path, float(jnp.max(jnp.abs(a - b))), scale)
+    # the regularisers contribute: without them the gradient differs
+    _, g_noreg = lp.train.serial_loss_and_grad(model, lp.Method("exact", s, s), params, x, y)
+    assert maxdiff(g_ser["steps"], g_noreg["steps"]) > 1e-4 and maxdiff(g_ser["open"], g_noreg["open"]) > 1e-4
+
+
+def test_nonfinite_on_coarsest_level_is_reported_there():
+    """A step that is non-finite only for step sizes > 0.5: N=64, h=1/16, m=4, 3 levels (h, 4h = 1/4,
+    16h = 1): only the coarsest level (index 2) blows up, in the first iteration; the NaN reaches
+    the fine residual through the correction, but the report names level 2, not level 0."""
+
+    def step(u, p, h):
+        return jnp.where(h > 0.5, jnp.nan, u + h * p * u)
+
+    n = 64
+    params = 0.1 * jnp.ones((n,))
+    g = jnp.zeros((n + 1, 3)).at[0].set(1.0)
+    solve = jax.jit(lp.mgrit.solve, static_argnums=(0, 2, 5))
+    _, info = solve(step, params, 1 / 16, g, jnp.broadcast_to(g[0], g.shape), lp.Solver(cfactor=4, levels=3, max_iter=5))
+    assert np.isfinite(float(info.residuals[0])) and not np.isfinite(float(info.residuals[1]))
+    assert int(info.nonfinite_level) == 2 and int(info.nonfinite_iteration) == int(info.iterations) == 1
+    with pytest.raises(lp.NonFiniteResidualError, match=r"iteration 1 \(first non-finite values on level 2\)"):
+        lp.check(info)
+    # two levels (coarsest h = 1/4): no blow-up
+    _, info2 = solve(step, params, 1 / 16, g, jnp.broadcast_to(g[0], g.shape), lp.Solver(cfactor=4, levels=2, max_iter=5))
+    assert int(info2.nonfinite_level) == -1 and int(info2.iterations) == 5
+
+
 def test_regularisers():
     model, params, _, _ = setup(n=4)
     st = params["steps"]
@@ -176,8 +224,13 @@ def test_peaks_data():
 
 def test_modeled_critical_path():
     s = lp.Solver(cfactor=4, levels=2, relax="F")
-    # initial F-relax (3) + residual (1); per iteration: residual 1 + F-interp 3 + coarse 16 serial steps
-    assert lp.critical_path(64, s, 2) == 4 + 2 * (1 + 3 + 16)
+    # initial F-relax (3) + residual (1); per iteration: residual 1 + coarse step phi_c of the FAS
+    # right-hand side 1 + F-interp 3 + coarse 16 serial steps
+    assert lp.critical_path(64, s, 2) == 4 + 2 * (1 + 1 + 3 + 16)
+    # 3 levels, 64 -> 16 -> 4: fine (F) 1 + 1 + 3; level 1 (FCF, 4 chunks on 16 processors) 7 + 1 + 1 + 3; coarsest 4
+    assert lp.critical_path(64, lp.Solver(cfactor=4, levels=3), 1) == 4 + (1 + 1 + 3) + (7 + 1 + 1 + 3) + 4
+    # fewer processors: every level's chunks in ceil(chunks / P) groups
+    assert lp.critical_path(64, s, 1, processors=4) == 4 * 3 + 1 + 4 * (1 + 1 + 3) + 16
     deep = lp.Solver(cfactor=4, levels=5)
     assert lp.critical_path(4096, deep, 2) < lp.critical_path(4096, lp.Solver(cfactor=4, levels=2), 2)
 

@@ -100,7 +100,14 @@ def states(model, fwd: Solver, bwd: Solver, steps, u0, u_warm=None):
 
     A drop-in for :meth:`ODEResNet.serial_states` under ``jax.grad`` / optax (to the solvers'
     tolerance).  ``u_warm`` (e.g. the states of the previous optimiser step) is a warm start; it
-    gets a zero gradient."""
+    gets a zero gradient.
+
+    **Convergence is not checked or reported**: both solves' :class:`~.mgrit.SolveInfo` is
+    discarded, so a solve that stopped at ``max_iter`` above its tolerance, or on a non-finite
+    residual, silently gives inexact (or non-finite) states and gradients.  Where that matters, call
+    :func:`forward` / :func:`backward` (+ :func:`param_grads`), which return the ``SolveInfo``
+    (:func:`~.mgrit.check` raises on a non-finite residual; compare ``iterations`` with ``max_iter``),
+    or :func:`~.train.layer_parallel_loss_and_grad`, which returns both solves' infos."""
     return forward(model, steps, u0, fwd, u_warm)[0]
 
 
@@ -121,10 +128,15 @@ states.defvjp(_states_fwd, _states_bwd)
 
 
 def final(model, fwd: Solver, bwd: Solver, steps, u0):
-    """u_N of the ODE block by layer-parallel MGRIT, differentiable (see :func:`states`)."""
+    """u_N of the ODE block by layer-parallel MGRIT, differentiable (see :func:`states`; does not
+    check or report convergence)."""
     return states(model, fwd, bwd, steps, u0)[-1]
 
 
 def apply(model, fwd: Solver, bwd: Solver, params, x):
-    """Logits of the ODE-ResNet with the layer-parallel block (drop-in for ``model.apply_serial``)."""
+    """Logits of the ODE-ResNet with the layer-parallel block (drop-in for ``model.apply_serial``).
+
+    Does **not** check or report convergence of the forward or adjoint solve (see :func:`states`):
+    for the :class:`~.mgrit.SolveInfo` of both solves use :func:`forward` / :func:`backward` or
+    :func:`~.train.layer_parallel_loss_and_grad`."""
     return model.classify(params["cls"], final(model, fwd, bwd, params["steps"], model.open(params["open"], x)))

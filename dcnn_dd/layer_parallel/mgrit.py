@@ -35,7 +35,7 @@ the same V-cycle recursively, and the coarsest level serially (``lax.scan``).
 [C + F if FCF] -> restrict -> coarse solve -> correct -> F-relax, and the residual norm
 ||r||_2 over the C-points after it (what XBraid measures) decides the stop: ``res <= tol``, or
 ``res <= rtol * res_0``, ``max_iter`` iterations, or a non-finite residual (stopped; :class:`SolveInfo` records the
-iteration and the finest level on which a non-finite value appeared, :func:`check` raises).
+iteration and the level on which non-finite values first appeared, :func:`check` raises).
 With exact coarse solves (two levels) F-relaxation MGRIT is exact after N / m iterations: every
 iteration makes one more C-point exact (the finite-step property).
 """
@@ -147,7 +147,9 @@ def max_levels(n_steps: int, cfactor: int, min_coarse: int = 1) -> int:
 class SolveInfo(NamedTuple):
     """What a solve did: ``iterations`` run; ``residuals[k]`` the residual norm after iteration k
     (k = 0: the initial guess after one F-relaxation; NaN past the last iteration); the first
-    iteration with a non-finite residual and the finest level with a non-finite value (-1: none)."""
+    iteration with a non-finite residual and the level on which non-finite values first appeared
+    (a coarse level's blow-up reaches the fine residual through the correction; it is still reported
+    as that coarse level) (-1: none)."""
 
     iterations: jax.Array
     residuals: jax.Array
@@ -291,7 +293,11 @@ class Hierarchy:
     def cycle(self, i, u, g, bad):
         """Restrict, solve the coarse problem (recursively), correct the C-points, F-relax.
 
-        ``u`` is already relaxed on level i.  Returns the new u and the finest non-finite level."""
+        ``u`` is already relaxed on level i.  Returns the new u and the level on which a non-finite
+        value first appeared: level i's states are checked on entry, level i+1's (its right-hand
+        side includes the coarse steps ``phi_c``) after its pre-relaxation, resp. after the serial
+        solve on the coarsest level; the minimum keeps the finest such level (a non-finite coarse
+        solve only reaches the finer levels after it was recorded)."""
         lv = self.levels[i]
         bad = _bad(i, _finite(u), bad)
         r = lv.residual(u, g)
@@ -301,7 +307,7 @@ class Hierarchy:
         if i + 1 == len(self.levels):
             vs = _serial(*self.coarsest, gc)
             bad = _bad(i + 1, _finite(vs), bad)
-        else:
+        else:  # level i+1's states are checked on entry to its cycle
             vs, bad = self.cycle(i + 1, self.levels[i + 1].pre_relax(v, gc), gc, bad)
         u = lv.f_relax(u.at[:: lv.m].set(vs), g)
         return u, bad
@@ -344,7 +350,9 @@ def solve(step, params, h: float, g, u_init, solver: Solver, coarse_params=None)
             u = fine.f_relax(fine.c_relax(u, g), g)
         u, bad = hier.cycle(0, u, g, bad)
         res = jnp.linalg.norm(fine.residual(u, g).ravel())
-        bad = jnp.where(jnp.isfinite(res), bad, jnp.minimum(bad, 0))
+        # a non-finite value on a coarse level (recorded by the cycle with that level's index) reaches
+        # the fine residual through the correction: only blame level 0 when nothing was recorded yet
+        bad = jnp.where(jnp.isfinite(res) | (bad != none), bad, jnp.int32(0))
         return k + 1, u, res, hist.at[k + 1].set(res), bad
 
     k, u, _, hist, bad = jax.lax.while_loop(cond, body, (jnp.int32(0), u, res0, hist, bad0))
@@ -359,8 +367,12 @@ def critical_path(n_steps: int, solver: Solver, iterations: int, processors: int
     each holding ceil(chunks / P) chunks of a level (communication not counted).
 
     Per iteration: on every relaxed level, its relaxation (F: m-1, FCF: 2(m-1)+1; the finest
-    level's F is the previous interpolation), the residual (1) and the interpolating
-    F-relaxation (m-1); the coarsest level serially (N_L steps)."""
+    level's F is the previous interpolation), the residual at the C-points (1), the coarse step
+    ``phi_c`` of the FAS right-hand side (1: Phi_c(v_{J-1}) runs on the processor of chunk J-1,
+    which also computes the residual step from its last F-point) and the interpolating
+    F-relaxation (m-1); the coarsest level serially (N_L steps).  The fine residual norm that
+    decides the stop equals the next iteration's first residual (F) or C-relaxation (FCF), so it
+    is not counted twice."""
     sizes = hierarchy(n_steps, solver)
     m, P_ = solver.cfactor, processors or n_steps // solver.cfactor  # noqa: N806
     per_iter = 0
@@ -369,7 +381,7 @@ def critical_path(n_steps: int, solver: Solver, iterations: int, processors: int
         relax = (m - 1) if rel == "F" else 2 * (m - 1) + 1
         if i == 0:
             relax -= m - 1  # done by the previous iteration's interpolation
-        per_iter += groups * (relax + 1 + (m - 1))
+        per_iter += groups * (relax + 1 + 1 + (m - 1))  # relax, residual, phi_c, interpolation
     per_iter += sizes[-1]
     start = math.ceil(n_steps // m / P_) * (m - 1) + 1
     return start + iterations * per_iter
