@@ -17,14 +17,14 @@
 
 from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, RunDir
 from dcnn_dd.train.concurrent import STRATEGIES, choose, kmap
-from dcnn_dd.train.config import Config, build_grid, build_model
+from dcnn_dd.train.config import Config, build_grid, build_model, register_model
 from dcnn_dd.train.loop import Interrupted, NonFiniteLossError, Phase, run_phase
 from dcnn_dd.train.schedules import PAPER_SCHEDULES, Piecewise, Plateau
 from dcnn_dd.train.state import TrainState, create_state, eval_step, train_step
 
 __all__ = [
     "PAPER_SCHEDULES", "STRATEGIES", "CheckpointError", "Config", "ConfigMismatchError", "Experiment", "Interrupted",
-    "NonFiniteLossError", "Phase", "Piecewise", "Plateau", "RunDir", "TrainState", "build_grid", "build_model",
+    "NonFiniteLossError", "Phase", "Piecewise", "Plateau", "RunDir", "TrainState", "build_grid", "build_model", "register_model",
     "choose", "create_state", "eval_step", "kmap", "run", "run_phase", "summary_table", "train_step",
 ]
 

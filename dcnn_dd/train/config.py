@@ -76,8 +76,27 @@ class Config:
         return dataclasses.replace(self, **kw)
 
 
+def register_model(name: str, factory) -> None:
+    """Make a model of your own available to the engine - Algorithm 1, the CNN-DNN, the experiments -
+    as ``Config(model={"name": name, **kwargs})``.
+
+    ``factory(num_classes=..., **kwargs)`` (typically the Flax module class itself) returns a module
+    with ``__call__(x, train=False)`` and ``subnet(K)``, the same module with its hidden widths
+    divided by K ((2.7)-(2.8); :func:`dcnn_dd.models.divide_widths` does the division with a clear
+    error).  List-valued kwargs arrive as tuples.  The composition rules are inferred from the shapes
+    (:func:`dcnn_dd.plan_for`), as for any module.  A name of the zoo cannot be replaced."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name {name!r}: give a non-empty string")
+    if not callable(factory):
+        raise TypeError(f"register_model({name!r}, ...): the factory must be callable, got {type(factory).__name__}")
+    if MODELS.get(name, factory) is not factory:
+        raise ValueError(f"model name {name!r} is already registered (to {MODELS[name]!r}); choose another name")
+    MODELS[name] = factory
+
+
 def build_model(spec: dict, num_classes: int):
-    """``{"name": "plain", "features": [32, 32, 64, 64], ...}`` -> the Flax module."""
+    """``{"name": "plain", "features": [32, 32, 64, 64], ...}`` -> the Flax module (a model of the
+    zoo or one registered with :func:`register_model`)."""
     spec = dict(spec)
     name = spec.pop("name", None)
     if name not in MODELS:
@@ -85,9 +104,13 @@ def build_model(spec: dict, num_classes: int):
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     kwargs.setdefault("num_classes", num_classes)
     try:
-        return MODELS[name](**kwargs)
+        model = MODELS[name](**kwargs)
     except TypeError as e:
         raise ValueError(f"model {name!r}: {e}") from e
+    if not callable(getattr(model, "subnet", None)):
+        raise ValueError(f"model {name!r}: {type(model).__name__} has no subnet(K) method, which gives the "
+                         "sub-network with widths divided by K ((2.7)-(2.8)); see register_model")
+    return model
 
 
 def build_grid(spec: dict, image_shape) -> Grid:
