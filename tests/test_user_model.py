@@ -1,5 +1,6 @@
 """A user's own Flax module through the engine: registered by name, it trains as the local CNNs of
-a CNN-DNN (Algorithm 1's sub-network phase, the DNN, the coherent and the transfer models)."""
+a CNN-DNN (Algorithm 1's sub-network phase, the DNN, the coherent and the transfer models), its
+BatchNorm statistics included."""
 
 import dataclasses
 
@@ -23,7 +24,8 @@ class TinyNet(nn.Module):  # a user's module: widths as attributes, subnet(K) di
 
     @nn.compact
     def __call__(self, x, train=False):
-        x = nn.relu(nn.Conv(self.width, (3, 3), padding="SAME")(x))
+        x = nn.Conv(self.width, (3, 3), padding="SAME")(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))  # BatchNorm state through every phase
         x = nn.max_pool(x, (2, 2), (2, 2))
         x = nn.relu(nn.Conv(self.width, (3, 3), padding="SAME")(x)).mean(axis=(1, 2))
         x = nn.relu(nn.Dense(self.hidden)(x))
@@ -71,3 +73,10 @@ def test_user_module_as_the_local_cnns_of_a_cnn_dnn(registry, tmp_path):
     assert snets["Conv_0"]["kernel"].shape == (4, 3, 3, 1, 2)
     assert snets["Dense_0"]["kernel"].shape == (4, 2, 4)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(snets))
+    # transfer learning starts from exactly the trained local CNNs: parameters and BatchNorm statistics
+    init = load_variables(tmp_path / "cnn_dnn", "transfer_init")
+    trained = load_variables(tmp_path, "snets")
+    for part in ("params", "batch_stats"):
+        same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), init[part]["local"], trained[part])
+        assert all(jax.tree.leaves(same)), part
+    assert float(np.abs(np.asarray(trained["batch_stats"]["BatchNorm_0"]["var"]) - 1).max()) > 1e-3  # really trained
