@@ -141,13 +141,30 @@ def test_coherent_forward_equals_two_stage_pipeline(coherent_case, inner):
     model = CNNDNN(local, dnn, grid, inner)
     local_vars, dnn_vars = split(variables)
     ref, probs = two_stage(local, dnn, grid, local_vars, dnn_vars, x)
-    out = jax.jit(model.apply)(variables, x)
+    fwd = jax.jit(model.apply)
+    out = fwd(variables, x)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     assert float(jnp.abs(ref).max()) > 0.1  # not a trivial zero output
-    # each local CNN sees only its own sub-image: changing pixels outside sub-image 0 leaves its output
+    # column k of the local probabilities is local CNN k on sub-image k
     xs = decompose_input(x, grid)
     np.testing.assert_allclose(probs[:, 0], jax.nn.softmax(local.apply(jax.tree.map(lambda a: a[0], local_vars),
                                                                        xs[0]), -1), atol=1e-6)
+    # each local CNN sees only its own sub-image: changing every pixel outside sub-image 0's window
+    # leaves local CNN 0's probabilities as they were, and changes those of every other local CNN
+    # (each window here reaches outside window 0)
+    def window(k):
+        return (slice(None), *(slice(o, o + n) for o, n in zip(grid.origins[k], grid.sub_shape)), slice(None))
+
+    outside = np.ones(x.shape, bool)
+    outside[window(0)] = False
+    noise = jax.random.normal(jax.random.PRNGKey(7), x.shape)
+    x2 = jnp.where(outside, x + 2.0 * noise, x)
+    ref2, probs2 = two_stage(local, dnn, grid, local_vars, dnn_vars, x2)
+    np.testing.assert_allclose(probs2[:, 0], probs[:, 0], atol=1e-6, rtol=0)
+    for k in range(1, grid.K):
+        assert outside[window(k)].any(), k  # window k contains perturbed pixels ...
+        assert float(jnp.abs(probs2[:, k] - probs[:, k]).max()) > 1e-4, k  # ... and local CNN k responds
+    np.testing.assert_allclose(fwd(variables, x2), ref2, rtol=1e-5, atol=1e-5)  # coherent, too
     # training mode: batch statistics per local CNN, returned under 'local' with the stacked layout
     y, new = model.apply(variables, x, train=True, mutable=["batch_stats"])
     assert y.shape == (5, 10)

@@ -3,8 +3,9 @@ without), and transfer learning starting from exactly the pre-trained parameters
 
 Asserted: the results files and their schema; every model and aggregator evaluated once per case,
 the global CNN once; the local CNNs are Algorithm 1's SNets (same checkpoints, same accuracies);
-the transfer phase's initial state is bitwise the trained local CNNs and the trained DNN, and its
-accuracy before training equals the two-stage CNN-DNN's; every phase timed.  Accuracies are not
+the transfer phase's initial state is bitwise the trained local CNNs and the trained DNN, and the
+coherent model on it computes the two-stage CNN-DNN of the DNN phase (the same test logits, sample
+by sample; the same accuracy); every phase timed.  Accuracies are not
 asserted beyond their range (seconds of training)."""
 
 import json
@@ -84,13 +85,48 @@ def test_transfer_starts_from_exactly_the_pretrained_parameters(result, name):
             assert ref[k].dtype == got[k].dtype and np.array_equal(ref[k], got[k]), k  # bitwise
             n += 1
     assert n > 10
-    # the coherent model with those parameters computes the two-stage CNN-DNN: same test accuracy
+    # the coherent model with those parameters computes the two-stage CNN-DNN: same test accuracy ...
     s = r["cases"][name]["summary"]
     test_size = r["cases"][name]["config"]["test_size"]
     assert abs(s["acc"]["transfer_init"] - s["acc"]["dnn"]) <= 1 / test_size + 1e-9
+    # ... and the same output on every test sample: the coherent forward on the transfer_init
+    # checkpoint against train.py's pipeline (the engine's local outputs -> softmax -> the features
+    # source -> the trained DNN) on the snets and dnn checkpoints
+    coherent, two_stage, labels = _coherent_and_two_stage(name, init, snets, dnn, s["strategy"]["strategy"])
+    assert coherent.shape == two_stage.shape == (test_size, 10)
+    np.testing.assert_allclose(coherent, two_stage, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(coherent.argmax(-1), two_stage.argmax(-1))
+    # not a comparison of constants: the outputs differ between samples by far more than the tolerance
+    # (after seconds of training the argmax may be one class for all samples)
+    assert float(np.ptp(two_stage, axis=0).max()) > 1e-3
+    assert np.mean(coherent.argmax(-1) == labels) == pytest.approx(s["acc"]["transfer_init"], abs=1e-9)
+    assert np.mean(two_stage.argmax(-1) == labels) == pytest.approx(s["acc"]["dnn"], abs=1e-9)
     # and training then moved away from them
     trained = load_variables(run_dir / "cnn_dnn", "transfer")
     assert not np.array_equal(trained["params"]["dnn"]["Head"]["kernel"], dnn["params"]["Head"]["kernel"])
+
+
+def _coherent_and_two_stage(name, init, snets, dnn, strategy):
+    """(test logits of the coherent CNN-DNN with the ``init`` variables, test logits of the two-stage
+    pipeline as dnn_dd.cnn_dnn.train computes it from the ``snets`` and ``dnn`` variables, labels)."""
+    import jax.numpy as jnp
+
+    from dcnn_dd.cnn_dnn import train
+    from dcnn_dd.train import parallel
+    from dcnn_dd.train.algorithm1 import Experiment
+
+    case = next(c for c in cnn_dnn.tiny().cases if c.name == name)
+    ex = Experiment(case.config)
+    coh = ex.global_eval(with_logits=True, model=train.coherent_model(ex, case.cnn_dnn))(
+        parallel.put_global(init, parallel.replicated(ex.dmesh)))
+    sub_rep = parallel.replicated(ex.sub_sharding(strategy).mesh)
+    te = ex.sub_eval(strategy, with_logits=True)(parallel.put_global(snets, sub_rep))
+    feats = train.FeatureSource(np.swapaxes(train.softmax(te["logits"]), 0, 1), te["labels"],
+                                ex.train_source.num_classes, "test probs")
+    np.testing.assert_array_equal(np.asarray(coh["labels"]), feats.labels)  # the same samples, in the same order
+    x, labels = feats.take(np.arange(len(feats)))
+    ref = train.dnn_model(ex, case.cnn_dnn).apply(dnn, jnp.asarray(x))
+    return np.asarray(coh["logits"]), np.asarray(ref), labels
 
 
 def test_every_phase_ran_and_was_timed(result):
