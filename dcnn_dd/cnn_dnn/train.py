@@ -166,10 +166,8 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
     k_dnn, k_coh = jax.random.split(key)
     histories: dict[str, list] = {}
 
-    def write_metrics(_=None):
-        if main:
-            lines = [json.dumps(r) for ph in PHASES for r in histories.get(ph, [])]
-            (rd.path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+    def write_metrics():
+        rd.write_metrics(histories, PHASES)
 
     def cb(name):
         def f(history):

@@ -111,13 +111,9 @@ class Solver:
 
 def layers_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D mesh with a ``layers`` axis over the first ``num_devices`` devices (default: all)."""
-    import numpy as np
+    from dcnn_dd.train.parallel import line_mesh
 
-    devices = jax.devices()
-    n = len(devices) if num_devices is None else num_devices
-    if not 1 <= n <= len(devices):
-        raise ValueError(f"num_devices={n}: this run has {len(devices)} device(s)")
-    return Mesh(np.array(devices[:n]), ("layers",))
+    return line_mesh("layers", num_devices)
 
 
 def hierarchy(n_steps: int, solver: Solver) -> list[int]:

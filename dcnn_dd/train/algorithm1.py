@@ -295,10 +295,8 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     histories: dict[str, list] = {}
     extra: dict = {}
 
-    def write_metrics(_record=None):
-        if main:
-            lines = [json.dumps(r) for ph in ("gnet_r", "snets", "compose", "gnet_t") for r in histories.get(ph, [])]
-            (rd.path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+    def write_metrics():
+        rd.write_metrics(histories, ("gnet_r", "snets", "compose", "gnet_t"))
 
     def phase_cb(name):
         def cb(history):

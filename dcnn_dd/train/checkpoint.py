@@ -82,6 +82,13 @@ class RunDir:
     def phase(self, name: str) -> PhaseCheckpoints:
         return PhaseCheckpoints(self.path / "ckpt" / name)
 
+    def write_metrics(self, histories: dict, phases) -> None:
+        """``metrics.jsonl``: one line per epoch record of ``histories[phase]``, ``phases`` in
+        order (by the first process only)."""
+        if jax.process_index() == 0:
+            lines = [json.dumps(r) for ph in phases for r in histories.get(ph, [])]
+            (self.path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+
 
 class PhaseCheckpoints:
     """The checkpoints of one phase: ``save(step, state, meta)``, ``restore(like) -> (state, meta)``."""

@@ -18,12 +18,17 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def data_mesh(num_devices: int | None = None) -> Mesh:
+def line_mesh(axis: str, num_devices: int | None = None) -> Mesh:
+    """A 1-D mesh named ``axis`` over the first ``num_devices`` devices (default: all)."""
     devices = jax.devices()
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):
         raise ValueError(f"num_devices={n}: this run has {len(devices)} device(s)")
-    return Mesh(np.array(devices[:n]), ("data",))
+    return Mesh(np.array(devices[:n]), (axis,))
+
+
+def data_mesh(num_devices: int | None = None) -> Mesh:
+    return line_mesh("data", num_devices)
 
 
 def subnet_mesh(K: int, num_devices: int | None = None) -> Mesh:  # noqa: N803
