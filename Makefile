@@ -33,8 +33,11 @@ data:
 	  exit 1; \
 	fi
 
+# Two pytest-xdist workers (the suite is bound by XLA compilation, one core each); a test file
+# stays on one worker, so its module fixtures run once.  TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP) data
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(STAMP) data
 	$(PY) -m experiments.quickstart
