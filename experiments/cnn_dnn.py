@@ -3,7 +3,7 @@ their class probabilities aggregated by a DNN, by averaging, by majority vote or
 (Gu et al.'s composed network); the coherent CNN-DNN from random initialisation and with transfer
 learning; and the global CNN trained directly.  K in {4, 16}, with and without overlap.
 
-    python -m experiments.cnn_dnn --preset cpu-smoke   # offline, Fashion-MNIST, ~4 min on 2 CPU cores (measured)
+    python -m experiments.cnn_dnn --preset cpu-smoke   # offline, Fashion-MNIST, ~3 min on 2 CPU cores (measured 190 s)
     python -m experiments.cnn_dnn --preset tiny        # ~30 s; the test suite's variant
     python -m experiments.cnn_dnn --preset gpu-small   # CIFAR-10 (TFDS), ResNet20, a tenth of the epochs (not run yet)
     python -m experiments.cnn_dnn --preset paper       # CIFAR-10 (TFDS), ResNet32, paper scale (not run yet; many GPU hours)
@@ -178,17 +178,13 @@ def entries(plan: Plan, case: Case, s: dict) -> list[dict]:
     return out
 
 
-def _pct(v):
-    return common.pct(v)
-
-
 def accuracy_table(cases, summaries) -> str:
     rows = []
     for c in cases:
         a = summaries[c.name]["acc"]
         loc = a["local"]
-        rows.append([c.name, f"{_pct(min(loc))} / {_pct(sum(loc) / len(loc))} / {_pct(max(loc))}",
-                     *[_pct(a[k]) for k, _ in ROWS[1:]]])
+        rows.append([c.name, f"{common.pct(min(loc))} / {common.pct(sum(loc) / len(loc))} / {common.pct(max(loc))}",
+                     *[common.pct(a[k]) for k, _ in ROWS[1:]]])
     return common.md_table(["case", "local CNNs min / mean / max [%]", *[f"{r} [%]" for _, r in ROWS[1:]]], rows)
 
 

@@ -234,3 +234,10 @@ def test_coherent_data_parallel_on_2_devices_equals_1_device():
         r = out[inner]
         assert r["devices"] == 2 and r["moved"] > 1e-3, r
         assert r["params_diff"] < 1e-5 and r["batch_stats_diff"] < 1e-5 and r["loss_diff"] < 1e-5, r
+
+
+def test_bad_inner_strategy_is_a_clear_error_before_any_training():
+    from dcnn_dd.cnn_dnn import CNNDNNConfig
+
+    with pytest.raises(ValueError, match=r"inner='shard_map': choose one of \('vmap', 'sequential'\)"):
+        CNNDNNConfig(inner="shard_map")

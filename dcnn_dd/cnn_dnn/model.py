@@ -29,11 +29,12 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dcnn_dd.cnn_dnn.aggregate import DNN
+from dcnn_dd.compose import stack
 from dcnn_dd.grid import Grid, decompose_input
 from dcnn_dd.train import concurrent
+from dcnn_dd.train.state import init_variables
 
 INNER = ("vmap", "sequential")
 
@@ -103,13 +104,10 @@ class CNNDNN:
         """Independent random initialisations: local CNN k from ``fold``-split keys (as
         :meth:`~dcnn_dd.train.Experiment.sub_init` does), the DNN from its own key."""
         k_local, k_dnn = jax.random.split(key)
-        sub_x = jnp.zeros((1, *self.grid.sub_shape, x.shape[-1]), jnp.float32)
-        trees = [self.local.init(k, sub_x, train=False) for k in jax.random.split(k_local, self.K)]
-        trees = [{c: t for c, t in v.items() if c != "intermediates"} for v in trees]
-        local_vars = jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-        num_classes = self.dnn.num_classes
-        dnn_vars = self.dnn.init(k_dnn, jnp.zeros((1, self.K, num_classes), jnp.float32))
-        return join(local_vars, dict(dnn_vars))
+        sub_shape = (1, *self.grid.sub_shape, x.shape[-1])
+        local_vars = stack([init_variables(self.local, k, sub_shape) for k in jax.random.split(k_local, self.K)])
+        dnn_vars = init_variables(self.dnn, k_dnn, (1, self.K, self.dnn.num_classes))
+        return join(local_vars, dnn_vars)
 
 
 def two_stage(local: nn.Module, dnn: DNN, grid: Grid, local_vars, dnn_vars, x):
@@ -122,7 +120,3 @@ def two_stage(local: nn.Module, dnn: DNN, grid: Grid, local_vars, dnn_vars, x):
         probs.append(jax.nn.softmax(local.apply(v, xs[k], train=False), axis=-1))
     probs = jnp.stack(probs, axis=1)
     return dnn.apply(dnn_vars, probs), probs
-
-
-def num_params(tree) -> int:
-    return int(sum(np.size(a) for a in jax.tree.leaves(tree)))

@@ -35,7 +35,8 @@ import numpy as np
 
 from dcnn_dd.cnn_dnn import aggregate
 from dcnn_dd.cnn_dnn.aggregate import DNN
-from dcnn_dd.cnn_dnn.model import CNNDNN, join, num_params
+from dcnn_dd.cnn_dnn.model import CNNDNN, INNER, join
+from dcnn_dd.complexity import count_params
 from dcnn_dd.train import algorithm1, parallel
 from dcnn_dd.train.algorithm1 import Experiment, _evaluate, _val
 from dcnn_dd.train.checkpoint import RunDir, load_variables
@@ -64,6 +65,10 @@ class CNNDNNConfig:
     transfer_epochs: int = 1
     transfer_lr: object = 1e-4
     inner: str = "vmap"
+
+    def __post_init__(self):
+        if self.inner not in INNER:  # checked here, not only by CNNDNN after the local CNNs trained
+            raise ValueError(f"inner={self.inner!r}: choose one of {INNER}")
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -151,8 +156,6 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
     ex = experiment or Experiment(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
-    if cfg.inner not in ("vmap", "sequential"):
-        raise ValueError(f"inner={cfg.inner!r}: choose 'vmap' or 'sequential'")
 
     # ---- 1. local CNNs (= SNets), the global CNN (GNet-R) and the Gu et al. composed network
     a1 = algorithm1.run(config, run_dir, restart=restart, progress=progress, log=log, experiment=ex)
@@ -196,10 +199,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
     dnn_step, dnn_eval_fn = _dnn_fns(ex, dnn)
     bsh = parallel.batch_sharding(ex.dmesh)
 
-    def dnn_evaluate(state_or_vars, source=test_feats):
-        v = state_or_vars.variables if hasattr(state_or_vars, "variables") else state_or_vars
-        out = _evaluate(dnn_eval_fn, v, source, ex.eval_batch, bsh, False)
-        return {"val_acc": [float(out["acc"])], "val_top5": [float(out["top5"])]}
+    dnn_evaluate = _val(lambda v: _evaluate(dnn_eval_fn, v, test_feats, ex.eval_batch, bsh, False))
 
     dnn_batch = cfg.dnn_batch_size or config.batch_size
     parallel.check_batch(dnn_batch, ex.dmesh)
@@ -215,6 +215,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
         del state
 
     # ---- 5. the coherent CNN-DNN from random initialisation, end to end
+    train_images = TrainData(ex.train_source, config.batch_size, config.seed, bsh, config.steps_per_epoch)
     coh = coherent_model(ex, cfg)
     coh_eval = ex.global_eval(model=coh)
     coh_step = ex.global_step(coh)
@@ -222,9 +223,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
         phase = Phase("coherent", cfg.coherent_epochs, Piecewise.from_json(cfg.coherent_lr), coh_step, _val(coh_eval),
                       1, config.plateau_patience)
         state = ex.global_state(init_variables(coh, k_coh, (1, *ex.image_shape)))
-        _, histories["coherent"] = run_phase(phase, state, rd.phase("coherent"),
-                                             TrainData(ex.train_source, config.batch_size, config.seed, bsh,
-                                                       config.steps_per_epoch),
+        _, histories["coherent"] = run_phase(phase, state, rd.phase("coherent"), train_images,
                                              on_epoch=cb("coherent"), progress=progress)
         del state
 
@@ -246,9 +245,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
         phase = Phase("transfer", cfg.transfer_epochs, Piecewise.from_json(cfg.transfer_lr), coh_step, _val(coh_eval),
                       1, config.plateau_patience)
         state = ex.global_state(init_vars)
-        _, histories["transfer"] = run_phase(phase, state, rd.phase("transfer"),
-                                             TrainData(ex.train_source, config.batch_size, config.seed, bsh,
-                                                       config.steps_per_epoch),
+        _, histories["transfer"] = run_phase(phase, state, rd.phase("transfer"), train_images,
                                              on_epoch=cb("transfer"), progress=progress)
         del state
     write_metrics()
@@ -267,7 +264,7 @@ def _last(h, key="val_acc"):
 def summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, local_vars, dnn_vars) -> dict:
     dnn_h, coh_h, tr_h = (histories.get(p, []) for p in PHASES)
     t_local, t_dnn = a1["time_subnets_s"], (_last(dnn_h, "elapsed_s") or 0.0)
-    local_params = num_params(local_vars["params"])
+    local_params = count_params(local_vars)
     return {
         "K": config.K, "grid": repr(ex.grid), "sub_shape": list(ex.grid.sub_shape),
         "acc": {
@@ -292,9 +289,9 @@ def summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, l
             "transfer (local + features + dnn + transfer)": (t_local + t_features + t_dnn
                                                              + (_last(tr_h, "elapsed_s") or 0.0)) if tr_h else None,
         },
-        "params": {"global": num_params(jax.eval_shape(ex.global_init, jax.random.PRNGKey(0))["params"]),
+        "params": {"global": count_params(jax.eval_shape(ex.global_init, jax.random.PRNGKey(0))),
                    "local_each": local_params // config.K, "local_all": local_params,
-                   "dnn": num_params(dnn_vars["params"]), "dnn_hidden": list(dnn_model(ex, cfg).widths(config.K))},
+                   "dnn": count_params(dnn_vars), "dnn_hidden": list(dnn_model(ex, cfg).widths(config.K))},
         "epochs": {"local": config.snet_epochs, "dnn": cfg.dnn_epochs, "coherent": cfg.coherent_epochs,
                    "transfer": cfg.transfer_epochs, "global": config.gnet_r_epochs},
         "strategy": a1["strategy"], "inner": cfg.inner, "backend": jax.default_backend(),
