@@ -79,8 +79,8 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, strate
         def fwd_bwd(st, a, s=s):
             U, fi = lp.forward(model, st, a, s)  # noqa: N806
             ct = jnp.zeros_like(U).at[-1].set(jax.grad(loss)(U[-1]))
-            lam, bi = lp.backward(model, st, U, ct, s)
-            return (lp.param_grads(model, st, U, lam, s), lam[0]), fi, bi
+            g, lam, bi = lp.gradients(model, st, U, ct, s)
+            return (g, lam[0]), fi, bi
 
         fn = jax.jit(fwd_bwd)
         t = median_step_time(fn, lambda: (steps, u0), repeats)

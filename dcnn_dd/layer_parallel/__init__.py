@@ -12,7 +12,7 @@ parameter gradients, ``custom_vjp``), ``train.py`` (serial / exact / one-shot tr
 ``data.py`` (the peaks problem).
 """
 
-from dcnn_dd.layer_parallel.adjoint import apply, backward, final, forward, param_grads, states
+from dcnn_dd.layer_parallel.adjoint import apply, backward, final, forward, gradients, param_grads, states
 from dcnn_dd.layer_parallel.mgrit import (
     NonFiniteResidualError, SolveInfo, Solver, check, conv_factor, critical_path, hierarchy, layers_mesh, max_levels,
     solve,
@@ -21,7 +21,8 @@ from dcnn_dd.layer_parallel.model import ODEResNet, cross_entropy, tikhonov, tim
 from dcnn_dd.layer_parallel.train import METHODS, Method, TrainState, init_state, make_step
 
 __all__ = [
-    "METHODS", "Method", "NonFiniteResidualError", "ODEResNet", "TrainState", "init_state", "make_step", "SolveInfo", "Solver", "apply", "backward", "check", "conv_factor",
-    "critical_path", "cross_entropy", "final", "forward", "hierarchy", "layers_mesh", "max_levels", "param_grads",
-    "solve", "states", "tikhonov", "time_derivative",
+    "METHODS", "Method", "NonFiniteResidualError", "ODEResNet", "SolveInfo", "Solver", "TrainState", "apply",
+    "backward", "check", "conv_factor", "critical_path", "cross_entropy", "final", "forward", "gradients",
+    "hierarchy", "init_state", "layers_mesh", "make_step", "max_levels", "param_grads", "solve", "states",
+    "tikhonov", "time_derivative",
 ]

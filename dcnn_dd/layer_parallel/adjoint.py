@@ -92,6 +92,14 @@ def param_grads(model, steps, states, lam, solver: Solver | None = None):
     return fn(states[:-1], steps, lam[1:])
 
 
+def gradients(model, steps, states, cotangents, solver: Solver, lam_warm=None):
+    """Reverse mode of the ODE block: the adjoint by MGRIT (3.6), then the step-parameter
+    gradients (3.7).  Returns (dL/dsteps, lambda (N+1, ...), the adjoint's :class:`~.mgrit.SolveInfo`);
+    lambda[0] is dL/du_0."""
+    lam, info = backward(model, steps, states, cotangents, solver, lam_warm)
+    return param_grads(model, steps, states, lam, solver), lam, info
+
+
 # --- the drop-in layer-parallel block ------------------------------------------------------------
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def states(model, fwd: Solver, bwd: Solver, steps, u0, u_warm=None):
@@ -118,8 +126,7 @@ def _states_fwd(model, fwd, bwd, steps, u0, u_warm=None):
 
 def _states_bwd(model, fwd, bwd, res, ct):
     steps, u, u_warm = res
-    lam, _ = backward(model, steps, u, ct, bwd)
-    g_steps = param_grads(model, steps, u, lam, bwd)
+    g_steps, lam, _ = gradients(model, steps, u, ct, bwd)
     g_warm = None if u_warm is None else jnp.zeros_like(u_warm)
     return g_steps, lam[0], g_warm
 

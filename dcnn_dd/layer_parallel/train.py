@@ -13,14 +13,15 @@ cross-entropy of the classifier on u_N plus the regularisation (2.6), with the s
   training, as for peaks); with ``warm_start=False`` every solve starts from u_0 at every layer.
 
 The layer-parallel gradient is computed explicitly here (open -> MGRIT forward -> classifier vjp ->
-MGRIT adjoint -> batched parameter vjps -> opening vjp), the same computation as the
-``custom_vjp`` of :mod:`.adjoint`, so that the adjoint states can be kept for the warm start and
-both solves' iteration counts and residuals are reported.
+:func:`.adjoint.gradients`, the reverse mode the ``custom_vjp`` of :mod:`.adjoint` uses too ->
+opening vjp), so that the adjoint states can be kept for the warm start and both solves'
+iteration counts and residuals are reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -77,9 +78,8 @@ def layer_parallel_loss_and_grad(model: ODEResNet, method: Method, params, x, y,
     ce, (g_cls, ct_uN) = jax.value_and_grad(lambda pc, uN: cross_entropy(model.classify(pc, uN), y),  # noqa: N806
                                             argnums=(0, 1))(params["cls"], U[-1])
     ct = jnp.zeros_like(U).at[-1].set(ct_uN)
-    lam, binfo = adjoint.backward(model, params["steps"], U, ct, method.bwd, lam_warm)
-    grads = {"open": open_vjp(lam[0])[0], "steps": adjoint.param_grads(model, params["steps"], U, lam, method.bwd),
-             "cls": g_cls}
+    g_steps, lam, binfo = adjoint.gradients(model, params["steps"], U, ct, method.bwd, lam_warm)
+    grads = {"open": open_vjp(lam[0])[0], "steps": g_steps, "cls": g_cls}
     reg, g_reg = jax.value_and_grad(lambda p: regulariser(model, p, method))(params)
     grads = jax.tree.map(jnp.add, grads, g_reg)
     return ce + reg, grads, U, lam, finfo, binfo
@@ -137,8 +137,13 @@ def check_metrics(metrics: dict, step: int) -> None:
         raise FloatingPointError(f"optimiser step {step}: non-finite loss {float(metrics['loss'])}")
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(model: ODEResNet, params, x):
+    return jnp.argmax(model.apply_serial(params, x), -1)
+
+
 def accuracy(model: ODEResNet, params, x, y, batch: int = 2000) -> float:
-    """Validation accuracy with the layer-serial forward pass (the same function for every method)."""
-    fn = jax.jit(lambda p, xb: jnp.argmax(model.apply_serial(p, xb), -1))
-    correct = sum(int(jnp.sum(fn(params, x[i:i + batch]) == y[i:i + batch])) for i in range(0, len(x), batch))
+    """Validation accuracy with the layer-serial forward pass (the same function for every method;
+    compiled once per model and batch shape, not at every call)."""
+    correct = sum(int(jnp.sum(_predict(model, params, x[i:i + batch]) == y[i:i + batch])) for i in range(0, len(x), batch))
     return correct / len(x)
