@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,3 +80,15 @@ def kill(proc: subprocess.Popen, sig=signal.SIGKILL) -> tuple[int, str, str]:
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err
+
+
+def read_results(out, experiment: str, preset: str = "tiny") -> dict:
+    """An experiment's ``results.json``, checked against the schema :mod:`experiments.common` writes
+    (the experiment and preset, the run metadata, the keys of every entry)."""
+    on_disk = json.loads((Path(out) / "results.json").read_text())
+    assert on_disk["experiment"] == experiment and on_disk["preset"] == preset, (on_disk["experiment"], on_disk["preset"])
+    for key in ("date", "backend", "device_kind", "devices", "command", "wall_s"):
+        assert key in on_disk["meta"], key
+    for e in on_disk["entries"]:
+        assert {"table", "row", "metric", "value"} <= set(e), e
+    return on_disk

@@ -7,11 +7,11 @@ larger cost (Theorem 2.2), and is at least as accurate as the best sub-network. 
 deviation (GAP, same padding, BatchNorm) is measured and reported, not asserted.
 """
 
-import json
 
 import pytest
 
 from experiments import cifar
+from tests import runs
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +23,12 @@ def result(tmp_path_factory):
 
 def test_outputs_and_schema(result):
     out, r = result
-    on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk["experiment"] == "cifar" and on_disk["preset"] == "tiny"
-    for key in ("date", "backend", "device_kind", "devices", "command", "wall_s"):
-        assert key in on_disk["meta"]
+    on_disk = runs.read_results(out, "cifar")
     assert "Fashion-MNIST" in on_disk["stand_in"]
     for fig in on_disk["figures"].values():
         assert (out / fig).stat().st_size > 1000
     md = (out / "results.md").read_text()
     assert "Table 3.2" in md and "Table 3.3" in md and "theorem-exact control" in md
-    for e in on_disk["entries"]:
-        assert {"table", "row", "metric", "value"} <= set(e)
     tables = {e["table"] for e in on_disk["entries"]}
     assert {"3.1", "3.2", "3.3", "3.3-exact", "fig3.1"} <= tables
     # Table 3.3: 4 SNets, GNet-T, GNet-T-trained for both layouts; GNet-R-trained once

@@ -15,6 +15,7 @@ import pytest
 
 from dcnn_dd.train.checkpoint import load_variables
 from experiments import cnn_dnn
+from tests import runs
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +27,11 @@ def result(tmp_path_factory):
 
 def test_outputs_and_schema(result):
     out, r = result
-    on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk["experiment"] == "cnn_dnn" and on_disk["preset"] == "tiny"
-    for key in ("date", "backend", "device_kind", "devices", "command", "wall_s"):
-        assert key in on_disk["meta"]
+    on_disk = runs.read_results(out, "cnn_dnn")
     assert "Fashion-MNIST" in on_disk["stand_in"]
     assert (out / on_disk["figures"]["cnn_dnn"]).stat().st_size > 5000
     md = (out / "results.md").read_text()
     assert "majority vote" in md and "wall time of every phase" in md and "transfer: initial" in md
-    for e in on_disk["entries"]:
-        assert {"table", "row", "metric", "value"} <= set(e)
     acc = [e for e in on_disk["entries"] if e["table"] == "cnn_dnn"]
     assert all(0 <= e["value"] <= 1 for e in acc)
     for K, overlap in ((4, True), (16, False)):  # noqa: N806

@@ -20,8 +20,8 @@ def test_experiment_tiny(tmp_path):
     from experiments import layer_parallel
 
     res = layer_parallel.main(["--preset", "tiny", "--out", str(tmp_path), "--no-progress"])
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["experiment"] == "layer_parallel" and saved["meta"]["preset"] == "tiny"
+    saved = runs.read_results(tmp_path, "layer_parallel")
+    assert saved["meta"]["preset"] == "tiny"
     for name in ("peaks", "fashion"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         methods = res["problems"][name]["methods"]

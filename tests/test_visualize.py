@@ -1,7 +1,6 @@
 """experiments.visualize (Figs. 3.7 / 3.8): Theorem 2.1 (1) on the DogsCatsCNN's feature maps for
 perturbed composed sub-networks, the alignment error, and the tiny preset end to end."""
 
-import json
 
 import jax
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import dcnn_dd as dd
 from dcnn_dd.models.zoo import DogsCatsCNN
 from experiments import visualize
+from tests import runs
 
 MODEL = DogsCatsCNN(widths=(4, 4, 8, 8, 8, 8, 8, 8, 8, 8), num_classes=3)  # pools after convs 2, 4, 6, 8
 
@@ -81,8 +81,8 @@ def test_presets_exist():
 
 def test_tiny_preset_end_to_end(tmp_path):
     res = visualize.main(["--preset", "tiny", "--out", str(tmp_path), "--no-progress"])
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert data["experiment"] == "visualize" and data["preset"] == "tiny" and data["stand_in"]
+    data = runs.read_results(tmp_path, "visualize")
+    assert data["stand_in"]
     assert data["figures"] == {"3.7": "fig3_7_feature_maps.png", "3.8": "fig3_8_cam.png"}
     for f in data["figures"].values():
         assert (tmp_path / f).stat().st_size > 10000
