@@ -354,10 +354,7 @@ def _epoch_lrs(lr_json, epochs: int) -> list[float]:
 
 # ----------------------------------------------------------------------------- figures
 def figures(out: Path, cases, summaries) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     figs = {}
     resnet = [c for c in cases if not c.exact]
@@ -387,10 +384,7 @@ def figures(out: Path, cases, summaries) -> dict:
     ax.set_ylabel("training time [s]")
     ax.set_title("Fig. 3.1: time of the two training strategies")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "fig3_1_times.png", dpi=110)
-    plt.close(fig)
-    figs["3.1"] = "fig3_1_times.png"
+    figs["3.1"] = common.save_figure(fig, out / "fig3_1_times.png")
 
     # Figs. 3.2 and 3.3: validation accuracy curves
     datasets = sorted({g[0] for g in groups})
@@ -423,18 +417,12 @@ def figures(out: Path, cases, summaries) -> dict:
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize=8, loc="lower right")
         fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
-        figs[key] = fname
+        figs[key] = common.save_figure(fig, out / fname)
     return figs
 
 
 def sweep_figure(out: Path, rows: list[dict]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(10, 3.8))
     for aug, style in [("none", "-"), *[(a, "--") for a in sorted({r["augment"] for r in rows}) if a != "none"]]:
@@ -454,10 +442,7 @@ def sweep_figure(out: Path, rows: list[dict]) -> str:
     for ax in (ax_t, ax_r):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "table3_2_sweep.png", dpi=110)
-    plt.close(fig)
-    return "table3_2_sweep.png"
+    return common.save_figure(fig, out / "table3_2_sweep.png")
 
 
 # ----------------------------------------------------------------------------- run

@@ -235,10 +235,7 @@ def notes(cases, summaries) -> list[str]:
 
 
 def figure(out: Path, cases, summaries) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
     import numpy as np
 
     fig, (ax_a, ax_t) = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [3, 2]})
@@ -269,10 +266,7 @@ def figure(out: Path, cases, summaries) -> str:
     ax_t.set_ylabel("wall time [s]")
     ax_t.set_title("phase wall times")
     ax_t.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "cnn_dnn.png", dpi=110)
-    plt.close(fig)
-    return "cnn_dnn.png"
+    return common.save_figure(fig, out / "cnn_dnn.png")
 
 
 def run(args) -> dict:

@@ -85,6 +85,28 @@ def pct(v) -> str | None:
     return None if v is None else f"{100 * v:.2f}"
 
 
+def pyplot():
+    """``matplotlib.pyplot`` with the non-interactive Agg backend (the experiments only write PNGs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, *, tight: bool = True, dpi: int = 110, **savefig_kw) -> str:
+    """Write ``fig`` as a PNG (``tight``: ``tight_layout`` first) and close it; returns the file name
+    (what ``results.json``'s ``figures`` lists)."""
+    import matplotlib.pyplot as plt
+
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi, **savefig_kw)
+    plt.close(fig)
+    return Path(path).name
+
+
 def write_results(out: Path, results: dict) -> Path:
     """``results.json`` and ``results.md`` (the tables, figures and notes) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)

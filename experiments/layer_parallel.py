@@ -179,11 +179,8 @@ def train_problem(problem: Problem, data, progress: bool) -> dict:
     return out
 
 
-def draw(path, name: str, result: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw(path, name: str, result: dict) -> str:
+    plt = common.pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for method, r in result["methods"].items():
@@ -195,9 +192,7 @@ def draw(path, name: str, result: dict) -> None:
                 axes[row, col].set_ylabel("training loss (batch)" if key == "loss" else "validation accuracy")
     axes[0, 0].legend()
     fig.suptitle(f"{name}: layer-serial vs layer-parallel (MGRIT, m={result['cfactor']}, {result['levels']} levels)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return common.save_figure(fig, path)
 
 
 def run(args) -> dict:
@@ -209,8 +204,7 @@ def run(args) -> dict:
     for problem in PRESETS[args.preset]():
         r = train_problem(problem, load(problem, args.data), progress=not args.no_progress)
         results[problem.name] = {"problem": dataclasses.asdict(problem), **r}
-        draw(out / f"{problem.name}.png", problem.name, r)
-        figures[problem.name] = f"{problem.name}.png"
+        figures[problem.name] = draw(out / f"{problem.name}.png", problem.name, r)
         for method, m in r["methods"].items():
             rows.append([problem.name, problem.n_layers, method, f"{m['final_loss']:.4f}", f"{m['final_val_acc']:.4f}",
                          f"{m['wall_s']:.2f}", None if m["mean_fwd_iters"] is None else f"{m['mean_fwd_iters']:.2f}",

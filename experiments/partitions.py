@@ -238,10 +238,7 @@ def notes(plan: Plan, summaries: dict) -> list[str]:
 
 
 def figures(out, plan: Plan, summaries: dict) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     slots = list(plan.models)
     # Fig. 3.5: training times
@@ -261,9 +258,7 @@ def figures(out, plan: Plan, summaries: dict) -> dict:
         ax.set_xticks(range(len(labels)), labels)
         ax.set(ylabel="training time [s]", title=f"Fig. 3.5: {slot} slot")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "fig3_5_times.png", dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, out / "fig3_5_times.png")
     # Fig. 3.6: top-1 and top-5 validation curves
     fig, axes = plt.subplots(len(slots), 2, figsize=(10, 3.4 * len(slots)), squeeze=False)
     for r_i, slot in enumerate(slots):
@@ -286,9 +281,7 @@ def figures(out, plan: Plan, summaries: dict) -> dict:
                    ylabel=f"validation {label} accuracy")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "fig3_6_accuracy.png", dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, out / "fig3_6_accuracy.png")
     return {"3.5": "fig3_5_times.png", "3.6": "fig3_6_accuracy.png"}
 
 

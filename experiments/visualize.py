@@ -287,11 +287,9 @@ def draw_feature_maps(path, image_grey, maps: dict, diffs: dict, grid, channels:
     """Fig. 3.7: per layer the rows SNet-k / GNet-T on Omega_k / |difference| (same colour scale as
     the maps, so equal maps give a black row), columns the ``channels`` most varying channels of
     each sub-network; a top row with each sub-image and its place in the image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.patches as mpatches
-    import matplotlib.pyplot as plt
+
+    plt = common.pyplot()
 
     K = grid.K  # noqa: N806
     layers = list(maps)
@@ -343,17 +341,13 @@ def draw_feature_maps(path, image_grey, maps: dict, diffs: dict, grid, channels:
                  "(GNet-T before fine-tuning)\non the subdomain Ω_k of (2.15) and channel block k; "
                  f"layers {', '.join(map(str, layers))}, the {channels} most varying channels of each SNet-k",
                  fontsize=10)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    common.save_figure(fig, path, tight=False, dpi=80)
 
 
 def draw_cam(path, image_grey, labels, class_names, sub_cams, cams: dict, probs: dict, sub_probs, grid):
     """Fig. 3.8: one row per image; (a) the K sub-networks as small panels in the grid's layout,
     then one column per global network in ``cams`` (title -> (B, H, W) maps in [0, 1])."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     B = image_grey.shape[0]  # noqa: N806
     rows_o = sorted({b.start[0] for b in grid.boxes})
@@ -386,8 +380,7 @@ def draw_cam(path, image_grey, labels, class_names, sub_cams, cams: dict, probs:
             overlay(ax, image_grey[b], maps[b], (f"{name}\n" if b == 0 else "") + f"p(true)={probs[name][b]:.2f}")
     fig.suptitle("Fig. 3.8: CAM for the ground-truth class (red: high). (a) trained sub-networks, (b) GNet-T "
                  "composed, (c) GNet-T fine-tuned, (d) GNet-R initial, (e) GNet-R trained", fontsize=9)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    common.save_figure(fig, path, tight=False, dpi=90, bbox_inches="tight")
 
 
 # ============================================================================ the experiment
