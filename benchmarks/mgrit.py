@@ -55,7 +55,7 @@ def _problem(n, width, batch):
     return model, params["steps"], u0, w
 
 
-def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, strategy="vmap"):
+def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, relax="auto", strategy="vmap"):
     import jax
     import jax.numpy as jnp
 
@@ -73,7 +73,7 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, strate
     t_serial = median_step_time(serial, lambda: (steps, u0), repeats)
     rows = []
     for mode in ("tol", "one-shot"):
-        kw = dict(cfactor=cfactor, levels=levels, min_coarse=min_coarse, strategy=strategy, mesh=mesh)
+        kw = dict(cfactor=cfactor, levels=levels, min_coarse=min_coarse, relax=relax, strategy=strategy, mesh=mesh)
         s = (lp.Solver(rtol=rtol, max_iter=60, **kw) if mode == "tol" else lp.Solver(max_iter=budget, **kw))
 
         def fwd_bwd(st, a, s=s):
@@ -98,7 +98,7 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, strate
             "modeled_speedup": 2 * n / path, "critical_path_steps": path,
             "iterations": [it_f, it_b], "conv_factor": lp.conv_factor(fi),
             "conv_factor_all": lp.conv_factor(fi, skip_first=False), "conv_factor_adjoint": lp.conv_factor(bi),
-            "grad_rel_error": err, "strategy": strategy, "devices": jax.device_count(),
+            "grad_rel_error": err, "relax": relax, "strategy": strategy, "devices": jax.device_count(),
             "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "dtype": str(u0.dtype),
         })
         r = rows[-1]
@@ -119,6 +119,8 @@ def main(argv=None) -> dict:
     p.add_argument("--min-coarse", type=int, default=4)
     p.add_argument("--budget", type=int, default=2, help="one-shot iterations per solve (default %(default)s)")
     p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the 'tol' rows (default %(default)s)")
+    p.add_argument("--relax", choices=("auto", "F", "FCF"), default="auto",
+                   help="relaxation on every level ('auto': F on the finest, FCF below; default %(default)s)")
     p.add_argument("--x64", action="store_true", help="float64 (to measure convergence below float32 rounding)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-devices", action="store_true", help="skip the 4-simulated-device subprocess")
@@ -131,7 +133,7 @@ def main(argv=None) -> dict:
         jax.config.update("jax_enable_x64", True)
     sizes = args.sizes or ([32] if args.quick else [64, 256, 1024, 4096])
     kw = dict(width=args.width, batch=args.batch, cfactor=args.cfactor, min_coarse=args.min_coarse,
-              budget=args.budget, rtol=args.rtol, repeats=args.repeats)
+              budget=args.budget, rtol=args.rtol, repeats=args.repeats, relax=args.relax)
     if args.child:
         rows = [r for n in sizes for r in bench(n, strategy="shard_map", **kw)]
         print("ROWS " + json.dumps(rows))

@@ -85,6 +85,19 @@ def test_logit_sum_and_shape_errors():
             fn(jnp.zeros((4, 3)))
 
 
+def test_dnn_default_size_at_paper_scale_as_documented():
+    """The sizes the README and default_hidden's docstring quote (CIFAR-100, K=16, ResNet32 64/128/256
+    on 4x4 sub-images of 10x10): the default DNN outweighs the 16 local CNNs together."""
+    from dcnn_dd.complexity import count_params
+    from dcnn_dd.models import CifarResNet
+
+    net = CifarResNet(depth=32, widths=(64, 128, 256), num_classes=100)
+    shapes = lambda m, shape: jax.eval_shape(m.init, jax.random.PRNGKey(0), jnp.zeros(shape))  # noqa: E731
+    dnn = count_params(shapes(DNN(100), (1, 16, 100)))
+    local_all = 16 * count_params(shapes(net.subnet(16), (1, 10, 10, 3)))
+    assert (dnn, local_all, count_params(shapes(net, (1, 32, 32, 3)))) == (2_791_524, 507_072, 7_455_972)
+
+
 def test_dnn_default_widths_and_shapes():
     assert aggregate.default_hidden(4, 10) == (80, 80)
     assert aggregate.default_hidden(1, 2) == (64, 64)
