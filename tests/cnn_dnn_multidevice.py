@@ -11,12 +11,8 @@ import optax
 from dcnn_dd.cnn_dnn import CNNDNN, DNN
 from dcnn_dd.grid import Grid
 from dcnn_dd.models import PlainCNN
-from dcnn_dd.train import parallel
-from dcnn_dd.train.state import create_state, init_variables, train_step
-
-
-def max_diff(a, b) -> float:
-    return max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+from dcnn_dd.train.state import init_variables
+from tests.multidevice_checks import max_diff, steps_on_data_mesh
 
 
 def main():
@@ -29,20 +25,12 @@ def main():
     for inner in ("vmap", "sequential"):
         model = CNNDNN(local, DNN(10, (16,)), Grid.uniform((12, 12), 2, size=8), inner)
         variables = init_variables(model, jax.random.PRNGKey(0), (1, 12, 12, 1))
-        res = {}
-        for n in (1, 2):
-            mesh = parallel.data_mesh(n)
-            rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-            step = jax.jit(lambda st, xb, yb, model=model: train_step(model, tx, st, xb, yb, 0.1),
-                           out_shardings=(rep, rep))
-            state = parallel.put_global(create_state(variables, tx), rep)
-            for i in range(3):
-                state, m = step(state, parallel.put_global(x[i], bat), parallel.put_global(y[i], bat))
-            res[n] = (jax.device_get(state), float(m["loss"]), len(jax.tree.leaves(state.params)[0].devices()))
+        res = {n: steps_on_data_mesh(model, tx, variables, x, y, n) for n in (1, 2)}
         out[inner] = {"params_diff": max_diff(res[1][0].params, res[2][0].params),
                       "batch_stats_diff": max_diff(res[1][0].model_state, res[2][0].model_state),
                       "moved": max_diff(res[1][0].params, variables["params"]),
-                      "loss_diff": abs(res[1][1] - res[2][1]), "devices": res[2][2]}
+                      "loss_diff": abs(res[1][1] - res[2][1]),
+                      "devices": len(jax.tree.leaves(res[2][2].params)[0].devices())}
     print(json.dumps(out))
 
 

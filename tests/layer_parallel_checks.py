@@ -9,10 +9,7 @@ import jax
 import jax.numpy as jnp
 
 import dcnn_dd.layer_parallel as lp
-
-
-def max_diff(a, b) -> float:
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+from tests.multidevice_checks import max_diff
 
 
 def main():

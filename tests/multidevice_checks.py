@@ -48,6 +48,18 @@ def subnet_strategies(K):  # noqa: N803
     }
 
 
+def steps_on_data_mesh(model, tx, variables, x, y, n: int):
+    """``len(x)`` training steps (lr 0.1) of ``model`` on an ``n``-device ``data`` mesh, batch sharded,
+    state replicated: (the state on the host, the last loss, the state on the devices)."""
+    mesh = parallel.data_mesh(n)
+    rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    step = jax.jit(lambda st, xb, yb: train_step(model, tx, st, xb, yb, 0.1), out_shardings=(rep, rep))
+    state = parallel.put_global(create_state(variables, tx), rep)
+    for i in range(len(x)):
+        state, m = step(state, parallel.put_global(np.asarray(x[i]), bat), parallel.put_global(np.asarray(y[i]), bat))
+    return jax.device_get(state), float(m["loss"]), state
+
+
 def data_parallel():
     """Three steps of a BatchNorm CNN on a 4-device data mesh against one device.
 
@@ -60,15 +72,7 @@ def data_parallel():
     variables = init_variables(model, jax.random.PRNGKey(0), (1, 12, 12, 1))
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 32, 12, 12, 1))
     y = jax.random.randint(jax.random.PRNGKey(2), (3, 32), 0, 10)
-    res = {}
-    for n in (1, 4):
-        mesh = parallel.data_mesh(n)
-        rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-        step = jax.jit(lambda st, xb, yb: train_step(model, tx, st, xb, yb, 0.1), out_shardings=(rep, rep))
-        state = parallel.put_global(create_state(variables, tx), rep)
-        for i in range(3):
-            state, m = step(state, parallel.put_global(np.asarray(x[i]), bat), parallel.put_global(np.asarray(y[i]), bat))
-        res[n] = (jax.device_get(state), float(m["loss"]), state, mesh)
+    res = {n: steps_on_data_mesh(model, tx, variables, x, y, n) for n in (1, 4)}
     st4 = res[4][2]
     bs_leaf = jax.tree.leaves(st4.model_state)[0]
     return {
