@@ -34,15 +34,17 @@ from pathlib import Path
 PRESET_NAMES = ("paper", "gpu-small", "cpu-smoke", "tiny")
 
 
-def parser(name: str, doc: str, default_preset: str = "cpu-smoke") -> argparse.ArgumentParser:
+def parser(name: str, doc: str, default_preset: str = "cpu-smoke",
+           presets: tuple[str, ...] = PRESET_NAMES) -> argparse.ArgumentParser:
     from dcnn_dd.train import distributed
 
     p = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc.split("\n\n")[0],
                                 epilog="See the module docstring for what each preset costs and should reach.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=PRESET_NAMES, default=default_preset,
+    p.add_argument("--preset", choices=presets, default=default_preset,
                    help="paper: the paper's setting (GPUs, TFDS); gpu-small: same data, a fraction of the cost; "
-                        "cpu-smoke: offline Fashion-MNIST, minutes on a CPU; tiny: seconds (tests)")
+                        "cpu-smoke: offline Fashion-MNIST, minutes on a CPU; tiny: seconds (tests)"
+                        if presets == PRESET_NAMES else "see the module docstring (default: %(default)s)")
     p.add_argument("--out", default=f"results/{name}", help="results directory (default: %(default)s)")
     p.add_argument("--data", help="directory with the Fashion-MNIST IDX files (default: $DCNN_DD_DATA, then "
                                   "/usr/share/datasets/fashion-mnist)")
@@ -191,12 +193,13 @@ def cli_errors():
 
 
 def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=None,
-         extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> dict:
+         extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
+         presets: tuple[str, ...] = PRESET_NAMES, default_preset: str = "cpu-smoke") -> dict:
     """Parse, initialise (multi-process if asked), ``run(args) -> results`` (without ``meta``),
     write the results files; known failures exit with a message instead of a traceback."""
     from dcnn_dd.train import distributed
 
-    p = parser(name, doc)
+    p = parser(name, doc, default_preset, presets)
     if extra_args is not None:
         extra_args(p)
     argv = sys.argv[1:] if argv is None else list(argv)

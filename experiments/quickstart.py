@@ -8,7 +8,13 @@ K = 4 sub-networks on 2x2 overlapping 16x16 sub-images of the 28x28 images (orig
 aligned with the network's total stride 4), trained concurrently; composed by (2.11)-(2.14);
 fine-tuned as GNet-T; against GNet-R, the same network from random initialisation trained for
 as many epochs as SNets + GNet-T together (the paper's protocol).  GNet-T may then train up to
-``--extra-epochs`` more epochs to reach GNet-R's final accuracy (``time_to_gnet_r_acc_s``).
+``--extra-epochs`` more epochs to reach GNet-R's final accuracy.
+
+Time to accuracy, one seed, the same rule on both sides (``summary.json``): the GNet-T pipeline
+(strategy selection, SNets, compose, the composed network's evaluation, GNet-T's epochs, each
+with its compilation and per-epoch evaluation: ``time_to_gnet_r_acc_s``) against GNet-R's first
+epoch at or above its own final accuracy (``gnet_r_first_hit_s``); ``payoff_ratio`` is their
+quotient.  The multi-seed protocol with the variants is ``python -m experiments.payoff``.
 
 Default network: the theorem-exact setting (valid padding, max-pooling, flatten + FC head), so
 the composed network's logits equal the sum of the sub-networks' logits (Theorem 2.1) to float

@@ -38,7 +38,7 @@ from dcnn_dd.cnn_dnn.aggregate import DNN
 from dcnn_dd.cnn_dnn.model import CNNDNN, INNER, join
 from dcnn_dd.complexity import count_params
 from dcnn_dd.train import algorithm1, parallel
-from dcnn_dd.train.algorithm1 import Experiment, _evaluate, _val
+from dcnn_dd.train.algorithm1 import Experiment, _evaluate, epoch_metrics
 from dcnn_dd.train.checkpoint import RunDir, load_variables
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import Phase, TrainData, run_phase
@@ -199,7 +199,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
     dnn_step, dnn_eval_fn = _dnn_fns(ex, dnn)
     bsh = parallel.batch_sharding(ex.dmesh)
 
-    dnn_evaluate = _val(lambda v: _evaluate(dnn_eval_fn, v, test_feats, ex.eval_batch, bsh, False))
+    dnn_evaluate = epoch_metrics(lambda v: _evaluate(dnn_eval_fn, v, test_feats, ex.eval_batch, bsh, False))
 
     dnn_batch = cfg.dnn_batch_size or config.batch_size
     parallel.check_batch(dnn_batch, ex.dmesh)
@@ -220,7 +220,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
     coh_eval = ex.global_eval(model=coh)
     coh_step = ex.global_step(coh)
     if cfg.coherent_epochs > 0:
-        phase = Phase("coherent", cfg.coherent_epochs, Piecewise.from_json(cfg.coherent_lr), coh_step, _val(coh_eval),
+        phase = Phase("coherent", cfg.coherent_epochs, Piecewise.from_json(cfg.coherent_lr), coh_step, epoch_metrics(coh_eval),
                       1, config.plateau_patience)
         state = ex.global_state(init_variables(coh, k_coh, (1, *ex.image_shape)))
         _, histories["coherent"] = run_phase(phase, state, rd.phase("coherent"), train_images,
@@ -242,7 +242,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
             transfer_init = {"acc": float(r["acc"]), "top5": float(r["top5"])}
             if main:
                 init_file.write_text(json.dumps(transfer_init) + "\n")
-        phase = Phase("transfer", cfg.transfer_epochs, Piecewise.from_json(cfg.transfer_lr), coh_step, _val(coh_eval),
+        phase = Phase("transfer", cfg.transfer_epochs, Piecewise.from_json(cfg.transfer_lr), coh_step, epoch_metrics(coh_eval),
                       1, config.plateau_patience)
         state = ex.global_state(init_vars)
         _, histories["transfer"] = run_phase(phase, state, rd.phase("transfer"), train_images,

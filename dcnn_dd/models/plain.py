@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dcnn_dd.fields import Window
+from dcnn_dd.models.pooling import POOL_INPUT, average_pool
 
 
 def divide_widths(widths: int | Sequence[int], K: int, name: str):  # noqa: N803
@@ -59,10 +60,13 @@ class PlainCNN(nn.Module):
     head: str = "flatten"  # or "gap"
     residual: bool = False
     batchnorm: bool = False
+    pooling: str = "global"  # head="gap": "global" or "regional" (see dcnn_dd.models.pooling)
+    pool_regions: tuple | None = None
 
     def subnet(self, K: int) -> PlainCNN:  # noqa: N803
         return dataclasses.replace(
-            self, features=divide_widths(self.features, K, "features"), fc=divide_widths(self.fc, K, "fc")
+            self, features=divide_widths(self.features, K, "features"), fc=divide_widths(self.fc, K, "fc"),
+            pooling="global", pool_regions=None,
         )
 
     def _check(self) -> None:
@@ -120,7 +124,8 @@ class PlainCNN(nn.Module):
                 self.sow("intermediates", f"layer{n}", x)
                 n += 1
         if self.head == "gap":
-            x = x.mean(axis=tuple(range(1, 1 + self.ndim)))
+            self.sow("intermediates", POOL_INPUT, x)
+            x = average_pool(x, self.pooling, self.pool_regions)
         elif self.head == "flatten":
             x = x.reshape((x.shape[0], -1))
         else:

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from dcnn_dd.fields import Window
 from dcnn_dd.models.plain import divide_widths
+from dcnn_dd.models.pooling import POOL_INPUT, average_pool
 
 __all__ = [
     "VGG16", "CifarResNet", "BottleneckResNet", "ResNet50", "ResNet101", "DogsCatsCNN",
@@ -139,9 +140,11 @@ class CifarResNet(nn.Module):
     num_classes: int = 10
     shortcut: str = "projection"
     conv_bias: bool = True
+    pooling: str = "global"  # or "regional" (see dcnn_dd.models.pooling)
+    pool_regions: tuple | None = None
 
     def subnet(self, K: int) -> CifarResNet:  # noqa: N803
-        return dataclasses.replace(self, widths=divide(self.widths, K, "widths"))
+        return dataclasses.replace(self, widths=divide(self.widths, K, "widths"), pooling="global", pool_regions=None)
 
     @property
     def n(self) -> int:
@@ -158,7 +161,8 @@ class CifarResNet(nn.Module):
             for b in range(n):
                 stride = 2 if (s > 1 and b == 0) else 1
                 x = BasicBlock(w, stride, self.shortcut, self.conv_bias, name=f"stage{s}_block{b}")(x, train)
-        x = x.mean(axis=(1, 2))
+        self.sow("intermediates", POOL_INPUT, x)
+        x = average_pool(x, self.pooling, self.pool_regions)
         return nn.Dense(self.num_classes, name="classifier")(x)
 
 
@@ -220,10 +224,14 @@ class BottleneckResNet(nn.Module):
     num_classes: int = 1000
     conv_bias: bool = False
     stride_on: str = "1x1"
+    pooling: str = "global"  # or "regional" (see dcnn_dd.models.pooling)
+    pool_regions: tuple | None = None
 
     def subnet(self, K: int) -> BottleneckResNet:  # noqa: N803
         return dataclasses.replace(
             self,
+            pooling="global",
+            pool_regions=None,
             widths=divide(self.widths, K, "widths"),
             stem_width=divide(self.stem_width, K, "stem_width"),
             fc_hidden=None if self.fc_hidden is None else divide(self.fc_hidden, K, "fc_hidden"),
@@ -240,7 +248,8 @@ class BottleneckResNet(nn.Module):
             for b in range(n):
                 stride = 2 if (s > 1 and b == 0) else 1
                 x = Bottleneck(w, stride, self.expansion, self.conv_bias, self.stride_on, name=f"stage{s}_block{b}")(x, train)
-        x = x.mean(axis=(1, 2))
+        self.sow("intermediates", POOL_INPUT, x)
+        x = average_pool(x, self.pooling, self.pool_regions)
         if self.fc_hidden is not None:
             x = nn.relu(nn.Dense(self.fc_hidden, name="fc_hidden")(x))
         return nn.Dense(self.num_classes, name="classifier")(x)

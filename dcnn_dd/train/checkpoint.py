@@ -145,6 +145,37 @@ class PhaseCheckpoints:
         self._mgr.close()
 
 
+class InMemoryCheckpoints:
+    """A phase store with the interface of :class:`PhaseCheckpoints` that keeps its last save in
+    memory, never on disk: for timing runs (:mod:`experiments.payoff`), where checkpoint I/O is not
+    what is measured, and to train a finished phase further (:meth:`reopen`, then
+    :func:`~dcnn_dd.train.loop.run_phase` with more epochs continues where it ended)."""
+
+    directory = "<memory>"
+
+    def __init__(self):
+        self._last = None
+
+    def latest(self) -> int | None:
+        return None if self._last is None else self._last[0]
+
+    def save(self, step: int, state, meta: dict) -> None:
+        self._last = (int(step), state, json.loads(json.dumps(meta)))
+
+    def restore(self, like_state=None, step: int | None = None):
+        if self._last is None or (step is not None and step != self._last[0]):
+            raise CheckpointError(f"no checkpoint of step {step} in memory")
+        return self._last[1], json.loads(json.dumps(self._last[2]))
+
+    def reopen(self) -> None:
+        """Mark the phase unfinished, so that a longer phase continues from the last save."""
+        if self._last is not None:
+            self._last[2]["done"] = False
+
+    def close(self) -> None:
+        pass
+
+
 def load_variables(run_dir, phase: str, step: int | None = None) -> dict:
     """The model variables (``{'params': ..., 'batch_stats': ...}``) of a phase's latest (or
     ``step``) checkpoint in an Algorithm-1 run directory, as numpy arrays on the host, whatever

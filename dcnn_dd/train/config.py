@@ -33,6 +33,10 @@ class Config:
     "milestones": [[80, 0.1], ...]}``) or a constant.  ``extra_epochs``: GNet-T may train that
     many epochs beyond ``gnet_t_epochs`` until its validation accuracy reaches GNet-R's final
     one (for ``time_to_gnet_r_acc_s``); the paper's comparison uses ``gnet_t_epochs``.
+    ``compose_opt_state``: GNet-T's Adam state is the sub-networks' composed like their weights
+    (beyond the paper; default: a fresh optimiser, as in the paper).  Regional pooling for GAP
+    networks is a model option: ``model={"name": "cifar_resnet", ..., "pooling": "regional"}``
+    (:mod:`dcnn_dd.models.pooling`).
     Validation is the test split, as in the paper (Section 3: "10k validation images")."""
 
     dataset: str = "fashion_mnist_idx"
@@ -54,6 +58,7 @@ class Config:
     gnet_t_lr: object = 1e-3
     gnet_r_lr: object = 1e-3
     plateau_patience: int | None = 5  # None: no plateau rule
+    compose_opt_state: bool = False  # GNet-T starts from the SNets' composed Adam moments (train.state.compose_opt_state)
     strategy: str = "auto"  # vmap | sequential | shard_map | auto
     inner: str = "sequential"  # per-device strategy inside shard_map
     seed: int = 0

@@ -48,6 +48,38 @@ def create_state(variables, tx: optax.GradientTransformation) -> TrainState:
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=tx.init(params))
 
 
+def params_plan(plan, params):
+    """``plan`` restricted to the ``params`` collection (for trees shaped like ``{"params": params}``)."""
+    from dcnn_dd.compose import Plan
+
+    keep = [p for p in plan.rules if p.startswith("params/")]
+    return Plan(plan.K, {p: plan.rules[p] for p in keep}, {p: plan.global_shapes[p] for p in keep},
+                {p: plan.sub_shapes[p] for p in keep}, jax.tree.structure({"params": params}))
+
+
+def compose_opt_state(plan, stacked_opt_state, params):
+    """The K sub-networks' optimiser state composed like their parameters (beyond the paper): every
+    part of ``stacked_opt_state`` shaped like the parameters (Adam's moments ``mu`` and ``nu``) by
+    the plan's rules (2.11)-(2.14) - block-diagonal, zeros elsewhere, the output bias's moments
+    summed - and every other leaf (step counts) taken from sub-network 0 (the K counts are equal).
+    ``params``: the global parameters (their structure is matched).  So GNet-T continues Adam
+    where the sub-networks left it instead of restarting it cold (``Config.compose_opt_state``)."""
+    from dcnn_dd.compose import compose
+
+    pplan = params_plan(plan, params)
+    pdef = jax.tree.structure(params)
+
+    def like_params(node) -> bool:
+        return jax.tree.structure(node) == pdef
+
+    def one(node):
+        if like_params(node):
+            return compose(pplan, {"params": node})["params"]
+        return jax.tree.map(lambda a: a[0], node)
+
+    return jax.tree.map(one, stacked_opt_state, is_leaf=like_params)
+
+
 def init_variables(model, key, input_shape) -> dict:
     """``model.init`` on zeros of ``input_shape`` (with batch), without ``intermediates``."""
     variables = model.init(key, jnp.zeros(tuple(input_shape), jnp.float32), train=False)
