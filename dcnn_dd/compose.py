@@ -300,7 +300,7 @@ def make_plan(
         if kernel is not None and isinstance(kernel.maps[-1], R.Same) and len(kernel.maps) >= 2:
             rules[p] = R.head_bias(K, mean=(head == "mean"))
         else:
-            sums = [q for q, r in rules.items() if "(2.14) sum" in r.note or "(2.22) mean" in r.note]
+            sums = [q for q, r in rules.items() if any(n in r.note for n in ("(2.14) sum", "(2.22) mean", "flatten head"))]
             if sums and parent + "/kernel" in pending_heads:
                 q = sums[0]
                 raise ValueError(
@@ -413,8 +413,9 @@ def plan_for(
             f"shrinks to zero size (a layer initialised with zero inputs: {e}); the sub-images are too small for "
             f"the network's kernels and strides: use larger sub-images (grid size=) or fewer poolings"
         ) from e
-    g_flat = trace_flatten_shapes(lambda v, x: global_model.apply(v, x, **init_kwargs), g_vars, x_g)
-    s_flat = trace_flatten_shapes(lambda v, x: sub_model.apply(v, x, **init_kwargs), s_vars, x_s)
+    # mutable=True: also models whose init_kwargs put BatchNorm in training mode trace
+    g_flat = trace_flatten_shapes(lambda v, x: global_model.apply(v, x, mutable=True, **init_kwargs), g_vars, x_g)
+    s_flat = trace_flatten_shapes(lambda v, x: sub_model.apply(v, x, mutable=True, **init_kwargs), s_vars, x_s)
     for p, shp in s_flat.items():
         if 0 in tuple(shp):
             raise ValueError(f"the sub-network's feature map in front of {p} has shape {tuple(shp)} on sub-images of "
@@ -427,7 +428,15 @@ def plan_for(
         flatten.update(kwargs.pop("flatten"))
     if grid is not None and flatten and "stride" not in kwargs and "windows" not in kwargs and K > 1:
         kwargs.update(_traced_strides(global_model, g_vars, x_g, grid, flatten, init_kwargs, kwargs.get("strict", True)))
-    plan = make_plan(g_vars, s_vars, K, grid=grid, flatten=flatten, **kwargs)
+    try:
+        plan = make_plan(g_vars, s_vars, K, grid=grid, flatten=flatten, **kwargs)
+    except ValueError as e:
+        from dcnn_dd.verify import unruled_layers
+
+        unruled = unruled_layers(global_model, sub_model, K, g_vars, s_vars, x_g, x_s, init_kwargs)
+        if unruled:
+            raise ValueError(f"{e} (the model has layer kinds without a rule: {'; '.join(unruled)})") from e
+        raise
     if not verify:
         return plan
     from dcnn_dd.verify import check_composition
@@ -447,7 +456,7 @@ def _traced_strides(global_model, g_vars, x_g, grid, flatten, init_kwargs, stric
     kept where it is consistent (as before), else the traced stride places at floor(origin / stride)."""
     from dcnn_dd.verify import trace_geometry
 
-    geo = trace_geometry(lambda v, x: global_model.apply(v, x, **init_kwargs), g_vars, x_g, grid.ndim)
+    geo = trace_geometry(lambda v, x: global_model.apply(v, x, mutable=True, **init_kwargs), g_vars, x_g, grid.ndim)
     strides, stricts = {}, {}
     for p, (g_pre, s_pre) in flatten.items():
         if p not in geo.flatten or len(g_pre) != grid.ndim + 1 or tuple(g_pre[:-1]) == tuple(s_pre[:-1]):

@@ -38,6 +38,7 @@ README_SECTION = "README.md, section 'What plan_for checks'"
 # module kinds (class names) the rules of dcnn_dd.rules cover, or that carry no parameters and act
 # element-wise; anything else that deviates is named as a possible layer kind without a rule
 _COVERED = {"Conv", "ConvLocal", "Dense", "DenseGeneral", "BatchNorm", "Dropout", "Sequential", "Embed"}
+_ATTENTION = {"MultiHeadDotProductAttention", "SelfAttention", "MultiHeadAttention"}
 _NORM_ACROSS_CHANNELS = {"LayerNorm", "GroupNorm", "RMSNorm", "InstanceNorm"}
 
 
@@ -447,7 +448,7 @@ def check_composition(
     geo = None
     if grid is not None and len(input_shape) == grid.ndim + 2:
         g_abs = jax.eval_shape(lambda a: global_model.init(jax.random.PRNGKey(0), a, **init_kwargs), x[:1])
-        geo = trace_geometry(lambda v, a: global_model.apply(v, a, **init_kwargs), g_abs, x[:1], grid.ndim)
+        geo = trace_geometry(lambda v, a: global_model.apply(v, a, mutable=True, **init_kwargs), g_abs, x[:1], grid.ndim)
     with jax.default_matmul_precision("highest"):
         sub_vars = _random_sub_vars(sub_model, xs[0, :1], K, seed, init_kwargs)
         # leaves every sub-network must hold identically (rules.shared) are made identical
@@ -474,8 +475,19 @@ def check_composition(
             o, st = run_sub(sub_vars[k], xs[k])
             sub_outs.append(np.asarray(o) if not isinstance(o, tuple) else o)
             sub_caps.append(dict(_captures(st)))
-    g_caps = _captures(g_state)
     kinds = module_kinds(global_model, jax.eval_shape(lambda: g_vars), x, init_kwargs)
+    # jit returns dicts in sorted key order: put the outputs back in call order (a module after
+    # its last submodule, the network output last)
+    start = {p: i for i, p in enumerate(kinds)}
+
+    def call_order(item):
+        base = item[0].split("#")[0]
+        if base == "(output)":
+            return (len(start) + 1, 0)
+        last = max([i for q, i in start.items() if q == base or q.startswith(base + "/")] or [len(start)])
+        return (last, -base.count("/"))
+
+    g_caps = sorted(_captures(g_state), key=call_order)
     sub_kinds = module_kinds(sub_model, jax.eval_shape(lambda: sub_vars[0]), xs[0], init_kwargs)
 
     def origin_offset(k, ax, n_big, n_small):
@@ -494,7 +506,7 @@ def check_composition(
         is_out = base == "(output)"
         rule = plan.rules.get(f"params/{base}/kernel")
         mode = head if is_out and head != "concat" else None
-        if not is_out and rule is not None and ("(2.14) sum" in rule.note or "(2.22) mean" in rule.note):
+        if not is_out and rule is not None and any(n in rule.note for n in ("(2.14) sum", "(2.22) mean", "flatten head")):
             mode = "mean" if "mean" in rule.note else "sum"  # an output layer: the sum (mean) of the sub-networks'
             if G.shape != subs[0].shape or (grid is not None and G.ndim == grid.ndim + 2):
                 rows.append(LayerCheck(name, kind, tuple(G.shape), tuple(subs[0].shape), "skipped: sum layer"))
@@ -519,6 +531,36 @@ def _names_leaves(tree):
     return [path_str(p) for p, _ in flat], [v for _, v in flat]
 
 
+def _rule_free_kinds(kinds, sub_kinds, K) -> tuple[list[str], list[str]]:  # noqa: N803
+    """(layer kinds without a rule that the composition cannot fix, normalisation across channels)."""
+    causes, norms = [], []
+    for path, (cls, attrs) in kinds.items():
+        g = attrs.get("feature_group_count")
+        s = sub_kinds.get(path, (None, {}))[1].get("feature_group_count")
+        if g is not None and s is not None and not (g == K * s or g == s == 1):
+            causes.append(f"a grouped convolution without a rule: {cls} {path!r} has feature_group_count={g} in the "
+                          f"global network and {s} in the sub-network; the composition needs the global count to be "
+                          f"K x the sub-network's ({K * s})")
+        if cls in _ATTENTION:
+            causes.append(f"an attention layer ({cls} {path!r}): a layer kind without a rule")
+        if cls in _NORM_ACROSS_CHANNELS:
+            what = ("it mixes the K channel blocks" if cls in ("LayerNorm", "RMSNorm")
+                    else "its statistics span the whole map, and channel groups unless they lie inside the blocks")
+            norms.append(f"normalisation across channels ({cls} {path!r}, no rule: {what})")
+    return causes, norms
+
+
+def unruled_layers(global_model, sub_model, K, g_vars, s_vars, x_g, x_s, init_kwargs) -> list[str]:  # noqa: N803
+    """The known layer kinds without a rule in a model pair (for error messages)."""
+    try:
+        kinds = module_kinds(global_model, g_vars, x_g, init_kwargs)
+        sub_kinds = module_kinds(sub_model, s_vars, x_s, init_kwargs)
+    except Exception:  # noqa: BLE001 - only an addition to another error message
+        return []
+    causes, norms = _rule_free_kinds(kinds, sub_kinds, K)
+    return causes + norms
+
+
 def _diagnose(rep: CompositionReport, plan: Plan, grid, geo: Geometry | None, kinds, sub_kinds, init_kwargs) -> None:
     """Fill in what is inexact by nature and, where layers deviate, the likely causes."""
     K = plan.K  # noqa: N806
@@ -530,24 +572,15 @@ def _diagnose(rep: CompositionReport, plan: Plan, grid, geo: Geometry | None, ki
         if geo.spatial_reductions:
             feats.append("a reduction over the spatial axes (global average pooling over the whole map, or batch "
                          "statistics): channel block k is pooled over the whole map, not over sub-domain k's field")
+    rule_causes, norms = _rule_free_kinds(kinds, sub_kinds, K)
+    feats += norms
     for path, (cls, attrs) in kinds.items():
-        if cls in _NORM_ACROSS_CHANNELS:
-            feats.append(f"normalisation across channels ({cls} {path!r}, no rule: it mixes the K channel blocks)")
         if cls == "BatchNorm" and attrs.get("use_running_average") is False:
             feats.append(f"BatchNorm in training mode ({path!r}): batch statistics over the global map")
     rep.inexact_features = feats
     if rep.exact:
         return
-    causes = []
-    for path, (cls, attrs) in kinds.items():
-        g = attrs.get("feature_group_count")
-        s = sub_kinds.get(path, (None, {}))[1].get("feature_group_count")
-        if g is not None and s is not None and not (g == K * s or g == s == 1):
-            causes.append(f"a grouped convolution without a rule: {cls} {path!r} has feature_group_count={g} in the "
-                          f"global network and {s} in the sub-network; the composition needs the global count to be "
-                          f"K x the sub-network's ({K * s})")
-        if "Attention" in cls:
-            causes.append(f"an attention layer ({cls} {path!r}): a layer kind without a rule")
+    causes = list(rule_causes)
     # an undivided width: a layer planned as the output layer (2.14)/(2.22) followed by more layers
     kernels = [(p, r) for p, r in plan.rules.items() if p.startswith("params/") and p.endswith("/kernel")]
     for i, (p, r) in enumerate(kernels):
