@@ -2,12 +2,18 @@
 
     python -m benchmarks.compose            # CIFAR ResNet32 and ResNet50 (1024-FC), K=4
     python -m benchmarks.compose --tiny     # seconds; what the test suite runs
+    python -m benchmarks.compose --verify   # the cost of plan_for's check: VGG16 and ResNet50 at 224, K=4
 
 For each network, in one run on the current device: the wall time of jitted ``compose`` and
 ``decompose`` (median of repeats, after compilation) and of one jitted forward pass of the global
 network at batch 32, and their ratio.  Composition happens once per run of Algorithm 1 (step 4),
 so a ratio well below one training step means it is negligible.  Writes
 ``results/bench/compose.json``.
+
+With ``--verify``: the wall time of ``plan_for`` with its check (``verify=True``, the default:
+random sub-networks composed and compared layer by layer, compilation included, one call in a
+fresh process state for each network) against ``verify=False``; writes
+``results/bench/compose_verify.json``.
 """
 
 from __future__ import annotations
@@ -57,12 +63,47 @@ def bench(name, model, grid, channels, K, batch, repeats):  # noqa: N803
     return row
 
 
+def bench_verify(name, model, grid, channels, K):  # noqa: N803
+    import warnings
+
+    sub = model.subnet(K)
+    in_shape = (1, *grid.shape, channels)
+    t0 = time.perf_counter()
+    dd.plan_for(model, sub, grid, input_shape=in_shape, verify=False)
+    t_plain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        plan = dd.plan_for(model, sub, grid, input_shape=in_shape)
+    t_verify = time.perf_counter() - t0
+    rep = plan.verification
+    row = dict(network=name, partitions=K, input=list(grid.shape), sub_input=list(grid.sub_shape),
+               plan_s=t_plain, plan_verified_s=t_verify, verify_extra_s=t_verify - t_plain,
+               samples=rep.samples, exact=rep.exact, output_deviation=rep.output_deviation,
+               backend=jax.default_backend())
+    print(f"{name:<10} K={K}  plan_for {t_plain:7.2f} s   with verification {t_verify:7.2f} s   "
+          f"extra {t_verify - t_plain:7.2f} s   exact={rep.exact}  output deviation {rep.output_deviation:.3g}")
+    return row
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="a small CNN only (seconds)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--verify", action="store_true", help="the cost of plan_for's verification instead")
     ap.add_argument("--out", default="results/bench")
     args = ap.parse_args(argv)
+    if args.verify:
+        from dcnn_dd.models import VGG16
+
+        if args.tiny:
+            cases = [("PlainCNN", PlainCNN(features=(8, 8, 16, 16), fc=(32,)), dd.Grid.uniform((28, 28), 2, size=16), 1, 4)]
+        else:
+            cases = [("VGG16", VGG16(), dd.Grid.uniform((224, 224), 2), 3, 4),
+                     ("ResNet50", ResNet50(fc_hidden=1024, num_classes=101), dd.paper_grid("food101-4"), 3, 4)]
+        rows = [bench_verify(*c) for c in cases]
+        write_json(args.out, "compose_verify.json", {"rows": rows})
+        return rows
     if args.tiny:
         cases = [("PlainCNN", PlainCNN(features=(8, 8, 16, 16), fc=(32,)), dd.Grid.uniform((28, 28), 2, size=16), 1, 4, 8)]
     else:

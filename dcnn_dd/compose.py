@@ -60,6 +60,8 @@ class Plan:
     global_shapes: Mapping[str, tuple[int, ...]]
     sub_shapes: Mapping[str, tuple[int, ...]]
     treedef: object = dataclasses.field(repr=False)
+    #: the :class:`~dcnn_dd.verify.CompositionReport` of plan_for's check (None without one)
+    verification: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         w = max((len(p) for p in self.rules), default=4)
@@ -235,6 +237,12 @@ def make_plan(
     for p in flatten:
         if p not in g_shapes:
             raise ValueError(f"flatten names leaf {p!r}, which is not in the variables")
+    if K > 1 and not overrides and all(g_shapes[p] == s_shapes[p] for p in g_shapes if p not in flatten):
+        raise ValueError(
+            f"the sub-network has the same widths as the global network (every leaf{' but the flattened' if flatten else ''}"
+            f" has equal shapes): a sub-network of K={K} divides every hidden width by K, (2.7)-(2.8) "
+            f"(e.g. model.subnet(K), or your module with its width attributes divided by K)"
+        )
     rules: dict[str, R.Place] = {}
     pending_heads: list[str] = []
     for p in g_shapes:
@@ -251,7 +259,9 @@ def make_plan(
             rules[p] = R.Place((R.Same(),) * len(gs), note="K=1")
             continue
         if p in flatten:
-            rules[p] = _field_rule(p, gs, ss, K, flatten[p], grid, windows, stride, strict)
+            rules[p] = _field_rule(p, gs, ss, K, flatten[p], grid, windows,
+                                   stride.get(p) if isinstance(stride, Mapping) else stride,
+                                   strict.get(p, True) if isinstance(strict, Mapping) else strict)
             continue
         maps = []
         for ax, (G, g) in enumerate(zip(gs, ss)):  # noqa: N806
@@ -290,6 +300,15 @@ def make_plan(
         if kernel is not None and isinstance(kernel.maps[-1], R.Same) and len(kernel.maps) >= 2:
             rules[p] = R.head_bias(K, mean=(head == "mean"))
         else:
+            sums = [q for q, r in rules.items() if any(n in r.note for n in ("(2.14) sum", "(2.22) mean", "flatten head"))]
+            if sums and parent + "/kernel" in pending_heads:
+                q = sums[0]
+                raise ValueError(
+                    f"cannot infer the rule of leaf {p}: layer {parent!r} has the same shapes in the global and the "
+                    f"sub-network, after layer {q.rsplit('/', 1)[0]!r}, whose output width {g_shapes[q][-1]} is not "
+                    f"divided by K={K} in the sub-network (an undivided hidden width; only the output layer keeps its "
+                    f"width, (2.14)); divide that width by K"
+                )
             raise ValueError(
                 f"cannot infer the rule of leaf {p}: its global and sub-network shapes agree ({g_shapes[p]}) and it is "
                 f"not the bias of a logit-sum head; pass overrides={{{p!r}: dcnn_dd.rules.shared(...)}} or another rule"
@@ -345,20 +364,40 @@ def plan_for(
     input_shape: Sequence[int] | None = None,
     sub_input_shape: Sequence[int] | None = None,
     init_kwargs: Mapping | None = None,
+    verify: bool = True,
+    exact: bool = False,
+    samples: int = 2,
     **kwargs,
 ) -> Plan:
     """A plan from two Flax modules: ``global_model`` on inputs of ``input_shape`` (with batch,
     e.g. ``(1, 28, 28, 1)``) and ``sub_model`` on the sub-images (``sub_input_shape``, by default
     the grid's sub-image shape with the same batch and channels).  Shapes come from
-    ``jax.eval_shape`` (nothing is computed); flattened layers are found by
-    :func:`trace_flatten_shapes`.  Keyword arguments go to :func:`make_plan`."""
+    ``jax.eval_shape``; flattened layers are found by :func:`trace_flatten_shapes`, the total
+    stride in front of them by tracing the model (:func:`dcnn_dd.verify.trace_geometry`).
+    Keyword arguments go to :func:`make_plan`.
+
+    With ``verify=True`` (the default) the plan proves itself before it is returned:
+    :func:`dcnn_dd.verify.check_composition` composes K random, perturbed sub-networks and compares
+    the global network with them layer by layer on ``samples`` random inputs.  A plan that should be
+    exact and is not is a ``ValueError`` naming the first deviating layer and the likely cause; an
+    architecture that is inexact by nature (padding, global pooling, normalisation across channels,
+    BatchNorm in training mode) gets a ``UserWarning`` with the measured deviation, or a
+    ``ValueError`` with ``exact=True``.  The report is ``plan.verification``."""
     if K is None:
         if grid is None:
             raise ValueError("give K= or grid=")
         K = grid.K  # noqa: N806
     if input_shape is None:
         raise ValueError("give input_shape= (with batch and channels), e.g. (1, 28, 28, 1)")
-    input_shape = tuple(input_shape)
+    input_shape = tuple(int(n) for n in input_shape)
+    if grid is not None:
+        if len(input_shape) == grid.ndim + 1 and input_shape[:-1] == grid.shape:
+            raise ValueError(f"input_shape={input_shape} has no batch axis: pass (1, {', '.join(map(str, input_shape))})")
+        if len(input_shape) != grid.ndim + 2:
+            raise ValueError(f"input_shape={input_shape}: a {grid.ndim}-d grid takes (batch, *{grid.shape}, channels)")
+        if input_shape[1:-1] != grid.shape:
+            raise ValueError(f"input_shape={input_shape} does not match the grid: its spatial shape "
+                             f"{input_shape[1:-1]} is not the grid's {grid.shape}")
     if sub_input_shape is None:
         sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
     init_kwargs = dict(init_kwargs or {})
@@ -366,13 +405,71 @@ def plan_for(
     x_g = jax.ShapeDtypeStruct(input_shape, jnp.float32)
     x_s = jax.ShapeDtypeStruct(tuple(sub_input_shape), jnp.float32)
     g_vars = jax.eval_shape(lambda x: global_model.init(key, x, **init_kwargs), x_g)
-    s_vars = jax.eval_shape(lambda x: sub_model.init(key, x, **init_kwargs), x_s)
-    g_flat = trace_flatten_shapes(lambda v, x: global_model.apply(v, x, **init_kwargs), g_vars, x_g)
-    s_flat = trace_flatten_shapes(lambda v, x: sub_model.apply(v, x, **init_kwargs), s_vars, x_s)
+    try:
+        s_vars = jax.eval_shape(lambda x: sub_model.init(key, x, **init_kwargs), x_s)
+    except ZeroDivisionError as e:
+        raise ValueError(
+            f"the sub-network does not initialise on sub-images of shape {tuple(sub_input_shape)}: a feature map "
+            f"shrinks to zero size (a layer initialised with zero inputs: {e}); the sub-images are too small for "
+            f"the network's kernels and strides: use larger sub-images (grid size=) or fewer poolings"
+        ) from e
+    # mutable=True: also models whose init_kwargs put BatchNorm in training mode trace
+    g_flat = trace_flatten_shapes(lambda v, x: global_model.apply(v, x, mutable=True, **init_kwargs), g_vars, x_g)
+    s_flat = trace_flatten_shapes(lambda v, x: sub_model.apply(v, x, mutable=True, **init_kwargs), s_vars, x_s)
+    for p, shp in s_flat.items():
+        if 0 in tuple(shp):
+            raise ValueError(f"the sub-network's feature map in front of {p} has shape {tuple(shp)} on sub-images of "
+                             f"shape {tuple(sub_input_shape)}: it shrinks to zero; use larger sub-images")
     flatten = {}
     for p, shp in g_flat.items():
         if p in s_flat and (tuple(shp) != tuple(s_flat[p]) or len(shp) > 1):
             flatten[p] = (tuple(shp), tuple(s_flat[p]))
     if "flatten" in kwargs:
         flatten.update(kwargs.pop("flatten"))
-    return make_plan(g_vars, s_vars, K, grid=grid, flatten=flatten, **kwargs)
+    if grid is not None and flatten and "stride" not in kwargs and "windows" not in kwargs and K > 1:
+        kwargs.update(_traced_strides(global_model, g_vars, x_g, grid, flatten, init_kwargs, kwargs.get("strict", True)))
+    try:
+        plan = make_plan(g_vars, s_vars, K, grid=grid, flatten=flatten, **kwargs)
+    except ValueError as e:
+        from dcnn_dd.verify import unruled_layers
+
+        unruled = unruled_layers(global_model, sub_model, K, g_vars, s_vars, x_g, x_s, init_kwargs)
+        if unruled:
+            raise ValueError(f"{e} (the model has layer kinds without a rule: {'; '.join(unruled)})") from e
+        raise
+    if not verify:
+        return plan
+    from dcnn_dd.verify import check_composition
+
+    report = check_composition(global_model, sub_model, grid, plan=plan, K=K, input_shape=input_shape,
+                               sub_input_shape=sub_input_shape, init_kwargs=init_kwargs, samples=samples)
+    report.enforce(exact=exact, stacklevel=3)
+    return dataclasses.replace(plan, verification=report)
+
+
+def _traced_strides(global_model, g_vars, x_g, grid, flatten, init_kwargs, strict) -> dict:
+    """The total stride in front of every flattened dense layer, from a trace of the model.
+
+    Without padding on the way (the theorems' setting) it is the stride, and misaligned origins are
+    the ``ValueError`` of :func:`~dcnn_dd.fields.flatten_fields`.  With padding the placement is
+    approximate anyway (and plan_for's check warns): the valid-padding guess from the shapes is
+    kept where it is consistent (as before), else the traced stride places at floor(origin / stride)."""
+    from dcnn_dd.verify import trace_geometry
+
+    geo = trace_geometry(lambda v, x: global_model.apply(v, x, mutable=True, **init_kwargs), g_vars, x_g, grid.ndim)
+    strides, stricts = {}, {}
+    for p, (g_pre, s_pre) in flatten.items():
+        if p not in geo.flatten or len(g_pre) != grid.ndim + 1 or tuple(g_pre[:-1]) == tuple(s_pre[:-1]):
+            continue
+        st, padded = geo.flatten[p]
+        if not padded:
+            strides[p] = st
+            continue
+        try:
+            flatten_fields(grid, g_pre[:-1], s_pre[:-1], strict=bool(strict), where=f"leaf {p}")
+        except ValueError:
+            strides[p], stricts[p] = st, False
+    out: dict = {"stride": strides} if strides else {}
+    if stricts:
+        out["strict"] = {p: stricts.get(p, bool(strict)) for p in flatten}
+    return out

@@ -14,6 +14,14 @@ def test_compose_benchmark_tiny(tmp_path):
     assert r["compose_s"] > 0 and r["forward_s"] > 0 and r["compose_over_forward"] == r["compose_s"] / r["forward_s"]
 
 
+def test_compose_verify_benchmark_tiny(tmp_path):
+    rows = bench_compose.main(["--tiny", "--verify", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "compose_verify.json").read_text())["rows"]
+    assert saved == rows and len(rows) == 1
+    r = rows[0]
+    assert r["exact"] and r["plan_verified_s"] > r["plan_s"] > 0 and r["verify_extra_s"] == r["plan_verified_s"] - r["plan_s"]
+
+
 def test_subnet_speedup_benchmark_tiny(tmp_path):
     from benchmarks import subnet_speedup
 
