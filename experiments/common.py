@@ -173,16 +173,17 @@ def _previous_wall(out: Path, preset: str) -> float:
 
 @contextlib.contextmanager
 def cli_errors():
-    """For a command's main: the engine's known failures (missing data, a run directory of another
-    configuration, a damaged checkpoint, a non-finite loss) exit 2 with their message instead of a
-    traceback; Ctrl-C (the checkpoint is saved) exits 130."""
+    """For a command's main: the engine's known failures (an invalid value - every ``ValueError``,
+    e.g. ``--train-size -5`` or ``--num-devices 0`` -, missing data, a run directory of another
+    configuration, a damaged checkpoint, a non-finite loss) exit 2 with their message on stderr
+    instead of a traceback; Ctrl-C (the checkpoint is saved) exits 130."""
     from dcnn_dd.data.sources import DatasetNotFoundError
     from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError
     from dcnn_dd.train.loop import Interrupted, NonFiniteLossError
 
     try:
         yield
-    except (DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
+    except (ValueError, DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except Interrupted as e:

@@ -49,6 +49,7 @@ class Experiment:
             raise ValueError(f"augment={c.augment!r}: choose one of {sorted(AUGMENTS)}")
         if c.strategy not in (*concurrent.STRATEGIES, "auto"):
             raise ValueError(f"strategy={c.strategy!r}: choose one of {concurrent.STRATEGIES} or 'auto'")
+        self.dmesh = parallel.data_mesh(num_devices)  # an invalid num_devices fails before the data is loaded
         kw = {"path": data_path, "data_dir": data_dir, "image_size": c.image_size}
         self.train_source = sources.load(c.dataset, "train", **kw)
         self.test_source = sources.load(c.dataset, "test", **kw)
@@ -65,7 +66,6 @@ class Experiment:
         if self.grid.K != c.K:
             raise ValueError(f"the grid has {self.grid.K} sub-images, K={c.K}")
         self.tx = default_tx()
-        self.dmesh = parallel.data_mesh(num_devices)
         parallel.check_batch(c.batch_size, self.dmesh)
         self.eval_batch = -(-c.eval_batch_size // self.dmesh.devices.size) * self.dmesh.devices.size
         self.smesh = parallel.subnet_mesh(c.K, num_devices)
@@ -286,8 +286,10 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     c = config
     if experiment is not None and experiment.config != c:
         raise ValueError("run(config, experiment=...): the experiment was built for another configuration")
-    rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
+    c.validate()
+    # the data, models, grid and meshes first: a configuration that cannot run leaves no run directory
     ex = experiment or Experiment(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
     key = jax.random.PRNGKey(c.seed)
