@@ -108,9 +108,11 @@ def save_figure(fig, path: Path, *, tight: bool = True, dpi: int = 110, **savefi
 
 
 def write_results(out: Path, results: dict) -> Path:
-    """``results.json`` and ``results.md`` (the tables, figures and notes) in ``out``."""
+    """``results.json`` and ``results.md`` (the tables, figures and notes) in ``out`` (atomically)."""
+    from dcnn_dd.train.checkpoint import write_json, write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "results.json", results)
     meta = results["meta"]
     md = [f"# {results['experiment']} ({results['preset']})", "",
           f"{meta['date']}, {meta['backend']} ({meta['device_kind']}, {meta['devices']} device(s)), "
@@ -123,7 +125,7 @@ def write_results(out: Path, results: dict) -> Path:
         md += [f"![{name}]({fig})", ""]
     if results.get("notes"):
         md += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
-    (out / "results.md").write_text("\n".join(md))
+    write_text_atomic(out / "results.md", "\n".join(md))
     return out / "results.json"
 
 
@@ -148,12 +150,16 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def cached(path: Path, restart: bool, compute: Callable[[], dict]) -> dict:
-    """``compute()`` once, stored as JSON in ``path`` (re-runs reuse it unless ``restart``)."""
+    """``compute()`` once, stored as JSON in ``path`` (re-runs reuse it unless ``restart``).  Written
+    atomically; a damaged file is a :class:`~dcnn_dd.train.checkpoint.CheckpointError` naming it."""
+    from dcnn_dd.train.checkpoint import read_json, write_json
+
+    path = Path(path)
     if path.exists() and not restart:
-        return json.loads(path.read_text())
+        return read_json(path, "delete it to measure again, or pass --restart")
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n")
+    write_json(path, value)
     return value
 
 

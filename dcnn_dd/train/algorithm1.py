@@ -14,7 +14,6 @@ first (:func:`dcnn_dd.train.distributed.initialize`); everything here is then gl
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from dcnn_dd.data import augment as aug
 from dcnn_dd.data import pipeline, sources
 from dcnn_dd.grid import decompose_input
 from dcnn_dd.train import concurrent, parallel, plots
-from dcnn_dd.train.checkpoint import RunDir
+from dcnn_dd.train.checkpoint import RunDir, read_json, write_json
 from dcnn_dd.train.config import Config, build_grid, build_model
 from dcnn_dd.train.loop import Phase, TrainData, run_phase
 from dcnn_dd.train.schedules import Piecewise
@@ -343,13 +342,13 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     sub_vars = ex.sub_init(k_s)
     strategy_file = rd.path / "strategy.json"
     if _agree(strategy_file.exists()):
-        choice = json.loads(strategy_file.read_text())
+        choice = read_json(strategy_file)
     else:
         s, timings = ex.choose_strategy(sub_vars)
         choice = {"strategy": s, "measured_s_per_step": timings, "backend": jax.default_backend(),
                   "devices": len(jax.devices())}
         if main:
-            strategy_file.write_text(json.dumps(choice, indent=2) + "\n")
+            write_json(strategy_file, choice)
     strategy = choice["strategy"]
     extra["strategy"] = choice
     log(f"sub-network strategy: {strategy}" + (f" (measured s/step: {choice['measured_s_per_step']})"
@@ -374,7 +373,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     t_compose = time.perf_counter() - t0
     compose_file = rd.path / "compose.json"
     if _agree(compose_file.exists()):
-        comp = json.loads(compose_file.read_text())
+        comp = read_json(compose_file)
     else:
         s_out = ex.sub_eval(strategy, with_logits=True)(parallel.put_global(trained_subs, sub_rep))
         gvars = parallel.put_global(global_vars, parallel.replicated(ex.dmesh))
@@ -387,7 +386,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
                 "logit_scale": float(np.max(np.abs(g_logits))),
                 "theorem_2_2": theorem_2_2(sub_logits, g_logits, g_out["labels"])}
         if main:
-            compose_file.write_text(json.dumps(comp, indent=2) + "\n")
+            write_json(compose_file, comp)
     histories["compose"] = [comp]
     log(f"composed: GNet-T before fine-tuning {comp['gnet_t_init_acc']:.4f} (sub-networks "
         + ", ".join(f"{a:.4f}" for a in comp["snet_acc"])
@@ -408,7 +407,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
 
     summary = summarize(c, histories, extra)
     if main:
-        (rd.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(rd.path / "summary.json", summary)
         plots.accuracy_curves(histories, rd.path / "accuracy.png")
         plots.phase_times(summary, rd.path / "phase_times.png")
         log(summary_table(summary))
@@ -479,4 +478,4 @@ def summary_table(s: dict) -> str:
 
 
 def load_summary(run_dir) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())
+    return read_json(Path(run_dir) / "summary.json", "run the command again to write it")
