@@ -29,10 +29,20 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def _int(value, name: str) -> int:
+    """``value`` as an int; a clear ``ValueError`` for anything that is not a whole number (2.5, "2", True)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)) \
+            or value != value or (isinstance(value, (float, np.floating)) and not float(value).is_integer()):
+        raise ValueError(f"{name}={value!r}: expected a whole number of pixels")
+    return int(value)
+
+
 def _tuple(value, ndim: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * ndim
-    value = tuple(int(v) for v in value)
+    if isinstance(value, (int, np.integer, float, np.floating, bool, np.bool_)):
+        return (_int(value, name),) * ndim
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name}={value!r}: expected a whole number or one per spatial axis")
+    value = tuple(_int(v, name) for v in value)
     if len(value) != ndim:
         raise ValueError(f"{name}={value} has {len(value)} entries, expected {ndim} (one per spatial axis)")
     return value
@@ -122,7 +132,7 @@ class Grid:
         neighbours); neither means no overlap, which needs the cropped length to be divisible by
         the number of parts.  With overlap the origins are ``round(i * (L - size) / (n - 1))``.
         """
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+        shape = (_int(shape, "shape"),) if not hasattr(shape, "__iter__") else tuple(_int(s, "shape") for s in shape)
         ndim = len(shape)
         parts = _tuple(parts, ndim, "parts")
         crop = _tuple(crop, ndim, "crop")
@@ -175,9 +185,11 @@ class Grid:
     @classmethod
     def from_origins(cls, shape: Sequence[int], origins: Sequence[Sequence[int]], size: Sequence[int]) -> Grid:
         """Any layout: one origin per subdomain, a common sub-image ``size``."""
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(_int(s, "shape") for s in shape)
         size = _tuple(size, len(shape), "size")
-        return cls(shape, tuple(Box(o, size) for o in origins))
+        if isinstance(origins, (str, bytes, dict)) or not hasattr(origins, "__iter__"):
+            raise ValueError(f"origins={origins!r}: expected one origin (a list of {len(shape)} ints) per subdomain")
+        return cls(shape, tuple(Box(_tuple(o, len(shape), "origin"), size) for o in origins))
 
     # ------------------------------------------------------------------ properties
     @property

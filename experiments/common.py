@@ -110,9 +110,11 @@ def save_figure(fig, path: Path, *, tight: bool = True, dpi: int = 110, **savefi
 
 
 def write_results(out: Path, results: dict) -> Path:
-    """``results.json`` and ``results.md`` (the tables, figures and notes) in ``out``."""
+    """``results.json`` and ``results.md`` (the tables, figures and notes) in ``out`` (atomically)."""
+    from dcnn_dd.train.checkpoint import write_json, write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "results.json", results)
     meta = results["meta"]
     md = [f"# {results['experiment']} ({results['preset']})", "",
           f"{meta['date']}, {meta['backend']} ({meta['device_kind']}, {meta['devices']} device(s)), "
@@ -125,7 +127,7 @@ def write_results(out: Path, results: dict) -> Path:
         md += [f"![{name}]({fig})", ""]
     if results.get("notes"):
         md += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
-    (out / "results.md").write_text("\n".join(md))
+    write_text_atomic(out / "results.md", "\n".join(md))
     return out / "results.json"
 
 
@@ -150,12 +152,16 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def cached(path: Path, restart: bool, compute: Callable[[], dict]) -> dict:
-    """``compute()`` once, stored as JSON in ``path`` (re-runs reuse it unless ``restart``)."""
+    """``compute()`` once, stored as JSON in ``path`` (re-runs reuse it unless ``restart``).  Written
+    atomically; a damaged file is a :class:`~dcnn_dd.train.checkpoint.CheckpointError` naming it."""
+    from dcnn_dd.train.checkpoint import read_json, write_json
+
+    path = Path(path)
     if path.exists() and not restart:
-        return json.loads(path.read_text())
+        return read_json(path, "delete it to measure again, or pass --restart")
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n")
+    write_json(path, value)
     return value
 
 
@@ -175,16 +181,17 @@ def _previous_wall(out: Path, preset: str) -> float:
 
 @contextlib.contextmanager
 def cli_errors():
-    """For a command's main: the engine's known failures (missing data, a run directory of another
-    configuration, a damaged checkpoint, a non-finite loss) exit 2 with their message instead of a
-    traceback; Ctrl-C (the checkpoint is saved) exits 130."""
+    """For a command's main: the engine's known failures (an invalid value - every ``ValueError``,
+    e.g. ``--train-size -5`` or ``--num-devices 0`` -, missing data, a run directory of another
+    configuration, a damaged checkpoint, a non-finite loss) exit 2 with their message on stderr
+    instead of a traceback; Ctrl-C (the checkpoint is saved) exits 130."""
     from dcnn_dd.data.sources import DatasetNotFoundError
     from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError
     from dcnn_dd.train.loop import Interrupted, NonFiniteLossError
 
     try:
         yield
-    except (DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
+    except (ValueError, DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except Interrupted as e:

@@ -341,7 +341,9 @@ def write_report(out: str | pathlib.Path = "results") -> dict:
         },
         "seconds": round(time.time() - t0, 2),
     }
-    (out / "complexity.json").write_text(json.dumps(data, indent=1) + "\n")
+    from dcnn_dd.train.checkpoint import write_json
+
+    write_json(out / "complexity.json", data, indent=1)
     table = markdown_table(rows)
     md = [
         "# Complexity of the global and sub-networks (Tables 2.2, 3.1, 3.4)\n",

@@ -74,3 +74,53 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
     with pytest.raises(CheckpointError, match="cannot be read") as e:
         store.restore(_state())
     assert "rm -r" in str(e.value) and "--restart" in str(e.value)
+
+
+# ---------------------------------------------------------------- JSON side files (issue 15, point 5)
+def test_cached_json_is_written_atomically_and_a_damaged_one_is_named(tmp_path, monkeypatch):
+    import os
+
+    from experiments.common import cached
+
+    path = tmp_path / "cache" / "timings.json"
+    assert cached(path, False, lambda: {"s": 1.0}) == {"s": 1.0}
+    assert cached(path, False, lambda: {"s": 2.0}) == {"s": 1.0}  # reused
+    # a crash while the new value is written leaves the old file whole (temp file + os.replace)
+    real_replace = os.replace
+
+    def crash(src, dst):
+        raise KeyboardInterrupt("killed between write and rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cached(path, True, lambda: {"s": 3.0, "padding": "x" * 10000})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert json.loads(path.read_text()) == {"s": 1.0}
+    assert [p.name for p in path.parent.iterdir()] == ["timings.json"]  # no temporary file left behind
+    # a truncated file (written in place by an older version, or a broken disk) names itself
+    path.write_text('{"s": 1.')
+    with pytest.raises(CheckpointError, match="timings.json is damaged") as e:
+        cached(path, False, lambda: {"s": 4.0})
+    assert "--restart" in str(e.value)
+
+
+def test_run_side_files_are_atomic_and_named_when_damaged(tmp_path, monkeypatch):
+    """strategy.json, compose.json, transfer_init.json, summary.json: RunDir's config.json and the
+    engine's side files go through one writer and one reader."""
+    import os
+
+    from dcnn_dd.train import algorithm1, checkpoint
+
+    rd = RunDir(tmp_path, {"lr": 1e-3})
+    (tmp_path / "summary.json").write_text('{"snet_acc": [0.5')
+    with pytest.raises(CheckpointError, match="summary.json is damaged"):
+        algorithm1.load_summary(tmp_path)
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        checkpoint.write_json(tmp_path / "strategy.json", {"strategy": "vmap"})
+    assert not (tmp_path / "strategy.json").exists() and not list(tmp_path.glob(".*tmp"))
+    monkeypatch.undo()
+    (tmp_path / "config.json").write_text('{"config": ')
+    with pytest.raises(CheckpointError, match="config.json is damaged"):
+        RunDir(tmp_path, {"lr": 1e-3})
+    assert rd.path == tmp_path

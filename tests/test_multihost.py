@@ -1,7 +1,9 @@
 """Multi-process: the tiny quickstart run as 2 JAX processes on loopback (gloo CPU collectives,
 one device each) gives the same parameters as 1 process with 2 devices."""
 
+import json
 import socket
+import sys
 
 import numpy as np
 
@@ -35,3 +37,25 @@ def test_two_processes_equal_one_process(tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=f"{phase}{k}")
+
+
+def test_two_processes_agree_on_the_auto_strategy(tmp_path):
+    """strategy="auto": every process times the strategies itself; process 0's pick is used by all
+    (here each process is made to find another one fastest)."""
+    port = _free_port()
+    procs = [runs.start([sys.executable, "-m", "tests.strategy_agreement", str(tmp_path / "run"),
+                         f"127.0.0.1:{port}", str(i)], devices=1) for i in range(2)]
+    reports = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, f"{p.args}\n{out[-2000:]}\n{err[-3000:]}"
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [r["favourite"] for r in reports] == ["sequential", "vmap"]
+    assert [r["strategy"] for r in reports] == ["sequential", "sequential"], reports
+    assert reports[0]["snet_acc"] == reports[1]["snet_acc"]
+    assert json.loads((tmp_path / "run" / "strategy.json").read_text())["strategy"] == "sequential"

@@ -39,7 +39,7 @@ from dcnn_dd.cnn_dnn.model import CNNDNN, INNER, join
 from dcnn_dd.complexity import count_params
 from dcnn_dd.train import algorithm1, parallel
 from dcnn_dd.train.algorithm1 import Experiment, _evaluate, epoch_metrics
-from dcnn_dd.train.checkpoint import RunDir, load_variables
+from dcnn_dd.train.checkpoint import RunDir, load_variables, read_json, write_json
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import Phase, TrainData, run_phase
 from dcnn_dd.train.schedules import Piecewise
@@ -236,12 +236,12 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
             store.save(0, create_state(init_vars, ex.tx), {"what": "the transfer phase's initial state"})
         init_file = rd.path / "transfer_init.json"
         if init_file.exists():
-            transfer_init = json.loads(init_file.read_text())
+            transfer_init = read_json(init_file)
         else:
             r = coh_eval(parallel.put_global(init_vars, parallel.replicated(ex.dmesh)))
             transfer_init = {"acc": float(r["acc"]), "top5": float(r["top5"])}
             if main:
-                init_file.write_text(json.dumps(transfer_init) + "\n")
+                write_json(init_file, transfer_init)
         phase = Phase("transfer", cfg.transfer_epochs, Piecewise.from_json(cfg.transfer_lr), coh_step, epoch_metrics(coh_eval),
                       1, config.plateau_patience)
         state = ex.global_state(init_vars)
@@ -252,7 +252,7 @@ def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, pr
 
     summary = summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, local_vars, dnn_vars)
     if main:
-        (rd.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(rd.path / "summary.json", summary)
         log(summary_table(summary))
     return summary
 

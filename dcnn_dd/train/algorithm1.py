@@ -15,7 +15,6 @@ first (:func:`dcnn_dd.train.distributed.initialize`); everything here is then gl
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from dcnn_dd.data import pipeline, sources
 from dcnn_dd.grid import decompose_input
 from dcnn_dd.models.pooling import with_regional_pool
 from dcnn_dd.train import concurrent, parallel, plots
-from dcnn_dd.train.checkpoint import RunDir
+from dcnn_dd.train.checkpoint import RunDir, read_json, write_json
 from dcnn_dd.train.config import Config, build_grid, build_model
 from dcnn_dd.train.loop import Phase, TrainData, run_phase
 from dcnn_dd.train.schedules import Piecewise
@@ -51,6 +50,7 @@ class Experiment:
             raise ValueError(f"augment={c.augment!r}: choose one of {sorted(AUGMENTS)}")
         if c.strategy not in (*concurrent.STRATEGIES, "auto"):
             raise ValueError(f"strategy={c.strategy!r}: choose one of {concurrent.STRATEGIES} or 'auto'")
+        self.dmesh = parallel.data_mesh(num_devices)  # an invalid num_devices fails before the data is loaded
         kw = {"path": data_path, "data_dir": data_dir, "image_size": c.image_size}
         self.train_source = sources.load(c.dataset, "train", **kw)
         self.test_source = sources.load(c.dataset, "test", **kw)
@@ -69,7 +69,6 @@ class Experiment:
             self.model = with_regional_pool(self.model, self.grid, (1, *self.image_shape))
         self.sub = self.model.subnet(c.K)
         self.tx = default_tx()
-        self.dmesh = parallel.data_mesh(num_devices)
         parallel.check_batch(c.batch_size, self.dmesh)
         self.eval_batch = -(-c.eval_batch_size // self.dmesh.devices.size) * self.dmesh.devices.size
         self.smesh = parallel.subnet_mesh(c.K, num_devices)
@@ -212,7 +211,22 @@ class Experiment:
 
             return step, fresh
 
-        return concurrent.choose(concurrent.candidates(c.K, self.smesh), build)
+        strategies = concurrent.candidates(c.K, self.smesh)
+        best, timings = concurrent.choose(strategies, build)
+        return _agree_on_strategy(best, timings, strategies)
+
+
+def _agree_on_strategy(best: str, timings: dict, strategies: list[str]) -> tuple[str, dict]:
+    """Process 0's pick and timings on every process.  Each process measures for itself and the
+    timings can be close (0.0222 s vs 0.0226 s), so without this processes could run different
+    programs: a hang, or silently different "replicated" arrays."""
+    if jax.process_count() == 1:
+        return best, timings
+    from jax.experimental import multihost_utils
+
+    mine = np.asarray([strategies.index(best), *(timings[s] for s in strategies)], np.float32)
+    agreed = np.asarray(multihost_utils.broadcast_one_to_all(mine))
+    return strategies[int(agreed[0])], {s: float(t) for s, t in zip(strategies, agreed[1:])}
 
 
 def _model_key(ex: Experiment, model):
@@ -301,8 +315,10 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     c = config
     if experiment is not None and experiment.config != c:
         raise ValueError("run(config, experiment=...): the experiment was built for another configuration")
-    rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
+    c.validate()
+    # the data, models, grid and meshes first: a configuration that cannot run leaves no run directory
     ex = experiment or Experiment(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
     key = jax.random.PRNGKey(c.seed)
@@ -341,14 +357,14 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     sub_vars = ex.sub_init(k_s)
     strategy_file = rd.path / "strategy.json"
     if _agree(strategy_file.exists()):
-        choice = json.loads(strategy_file.read_text())
+        choice = read_json(strategy_file)
     else:
         t0 = time.perf_counter()
         s, timings = ex.choose_strategy(sub_vars)
         choice = {"strategy": s, "measured_s_per_step": timings, "selection_s": time.perf_counter() - t0,
                   "backend": jax.default_backend(), "devices": len(jax.devices())}
         if main:
-            strategy_file.write_text(json.dumps(choice, indent=2) + "\n")
+            write_json(strategy_file, choice)
     strategy = choice["strategy"]
     extra["strategy"] = choice
     log(f"sub-network strategy: {strategy}" + (f" (measured s/step: {choice['measured_s_per_step']})"
@@ -376,7 +392,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     t_compose = time.perf_counter() - t0
     compose_file = rd.path / "compose.json"
     if _agree(compose_file.exists()):
-        comp = json.loads(compose_file.read_text())
+        comp = read_json(compose_file)
     else:
         s_out = ex.sub_eval(strategy, with_logits=True)(parallel.put_global(trained_subs, sub_rep))
         gvars = parallel.put_global(global_vars, parallel.replicated(ex.dmesh))
@@ -392,7 +408,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
                 "logit_scale": float(np.max(np.abs(g_logits))),
                 "theorem_2_2": theorem_2_2(sub_logits, g_logits, g_out["labels"])}
         if main:
-            compose_file.write_text(json.dumps(comp, indent=2) + "\n")
+            write_json(compose_file, comp)
     histories["compose"] = [comp]
     log(f"composed: GNet-T before fine-tuning {comp['gnet_t_init_acc']:.4f} (sub-networks "
         + ", ".join(f"{a:.4f}" for a in comp["snet_acc"])
@@ -416,7 +432,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
 
     summary = summarize(c, histories, extra)
     if main:
-        (rd.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(rd.path / "summary.json", summary)
         plots.accuracy_curves(histories, rd.path / "accuracy.png")
         plots.phase_times(summary, rd.path / "phase_times.png")
         log(summary_table(summary))
@@ -511,4 +527,4 @@ def summary_table(s: dict) -> str:
 
 
 def load_summary(run_dir) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())
+    return read_json(Path(run_dir) / "summary.json", "run the command again to write it")

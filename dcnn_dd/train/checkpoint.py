@@ -14,8 +14,11 @@ checkpoint or the previous one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -29,6 +32,39 @@ class CheckpointError(RuntimeError):
 
 class ConfigMismatchError(ValueError):
     """The run directory holds a run with another configuration."""
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` crash-safely: a temporary file in the same directory, flushed to
+    disk, then ``os.replace`` (a process killed at any moment leaves the old file or the new one)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, value, **dumps_kw) -> None:
+    """``value`` as JSON (``indent=2`` unless given) in ``path``, atomically (:func:`write_text_atomic`)."""
+    dumps_kw.setdefault("indent", 2)
+    write_text_atomic(path, json.dumps(value, **dumps_kw) + "\n")
+
+
+def read_json(path, remedy: str = "delete it to have it computed again, or pass --restart"):
+    """A JSON side file written by an earlier run; a damaged (e.g. truncated) one is a
+    :class:`CheckpointError` that names the file and what to do (``remedy``)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is damaged, not valid JSON ({e}); {remedy}") from None
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -64,10 +100,7 @@ class RunDir:
             for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)
         if cfg_file.exists():
-            try:
-                old = json.loads(cfg_file.read_text())
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"{cfg_file} is not valid JSON ({e}); delete the run directory or pass --restart") from e
+            old = read_json(cfg_file, "delete the run directory or pass --restart")
             diffs = _diff(old, self.config)
             if diffs:
                 raise ConfigMismatchError(
@@ -77,7 +110,7 @@ class RunDir:
                 )
         elif jax.process_index() == 0:
             self.path.mkdir(parents=True, exist_ok=True)
-            cfg_file.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+            write_json(cfg_file, self.config, sort_keys=True)
 
     def phase(self, name: str) -> PhaseCheckpoints:
         return PhaseCheckpoints(self.path / "ckpt" / name)
@@ -87,7 +120,7 @@ class RunDir:
         order (by the first process only)."""
         if jax.process_index() == 0:
             lines = [json.dumps(r) for ph in phases for r in histories.get(ph, [])]
-            (self.path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+            write_text_atomic(self.path / "metrics.jsonl", "".join(line + "\n" for line in lines))
 
 
 class PhaseCheckpoints:

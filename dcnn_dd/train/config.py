@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 
 from dcnn_dd import models
 from dcnn_dd.grid import Grid, paper_grid
+from dcnn_dd.train.schedules import Piecewise
 
 MODELS = {
     "plain": models.PlainCNN,
@@ -62,6 +65,16 @@ class Config:
     strategy: str = "auto"  # vmap | sequential | shard_map | auto
     inner: str = "sequential"  # per-device strategy inside shard_map
     seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.image_size, list):
+            object.__setattr__(self, "image_size", tuple(self.image_size))
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field, before anything is trained or written: a ``ValueError`` naming the field
+        (a learning-rate schedule with a typo fails here, not when its phase starts)."""
+        validate(self)
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -121,6 +134,7 @@ def build_model(spec: dict, num_classes: int):
 def build_grid(spec: dict, image_shape) -> Grid:
     """``{"paper": "cifar-overlap"}``, ``{"parts": 2, "size": 16}`` (or ``overlap``/``crop``), or
     ``{"origins": [[0, 0], ...], "size": [16, 16]}`` for images of ``image_shape`` (H, W, C)."""
+    check_grid_spec(spec)
     spec = dict(spec)
     spatial = tuple(image_shape[:-1])
     if "paper" in spec:
@@ -132,3 +146,114 @@ def build_grid(spec: dict, image_shape) -> Grid:
     if grid.shape != spatial:
         raise ValueError(f"grid {spec} is for inputs {grid.shape}, the images are {spatial}")
     return grid
+
+
+# ---------------------------------------------------------------------------- validation
+AUGMENT_NAMES = ("none", "cifar", "food101", "fashion")
+GRID_KEYS = {"paper": {"paper"}, "origins": {"origins", "size"}, "parts": {"parts", "size", "overlap", "crop"}}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_int(c: Config, name: str, minimum: int, optional: bool = False) -> None:
+    v = getattr(c, name)
+    if optional and v is None:
+        return
+    if not _is_int(v) or v < minimum:
+        raise ValueError(f"{name}={v!r}: expected an integer >= {minimum}" + (" or None" if optional else ""))
+
+
+def _ints(v, what: str, minimum: int) -> tuple[int, ...]:
+    """An int or a non-empty list of ints, each >= ``minimum``, as a tuple."""
+    vals = [v] if not isinstance(v, (list, tuple)) else list(v)
+    if not vals or not all(_is_int(x) and x >= minimum for x in vals):
+        raise ValueError(f"{what}={v!r}: expected an integer >= {minimum} or a list of them (one per spatial axis)")
+    return tuple(int(x) for x in vals)
+
+
+def check_grid_spec(spec, K: int | None = None) -> None:  # noqa: N803
+    """The grid spec of :func:`build_grid`, checked without the images: its keys, their types, and
+    that it has ``K`` sub-images where that is known without the image shape (an int ``parts`` is
+    taken per axis of a 2-d image)."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"grid={spec!r}: give a dict, e.g. {{'parts': 2, 'size': 16}}")
+    kind = next((k for k in ("paper", "origins", "parts") if k in spec), None)
+    if kind is None:
+        raise ValueError(f"grid {spec}: give 'parts' (with 'size', 'overlap' or 'crop'), 'origins' and 'size', "
+                         "or 'paper'")
+    unknown = set(spec) - GRID_KEYS[kind]
+    if unknown:
+        raise ValueError(f"grid {spec}: unknown key(s) {sorted(unknown)} for a {kind!r} grid; its keys are "
+                         f"{sorted(GRID_KEYS[kind])}")
+    n = None
+    if kind == "paper":
+        n = paper_grid(spec["paper"]).K if isinstance(spec["paper"], str) else paper_grid(repr(spec["paper"])).K
+    elif kind == "origins":
+        if "size" not in spec:
+            raise ValueError(f"grid {spec}: an 'origins' grid needs 'size'")
+        origins = spec["origins"]
+        if not isinstance(origins, (list, tuple)) or not origins:
+            raise ValueError(f"grid {spec}: 'origins' must be a non-empty list of origins")
+        ndims = {len(_ints(o, "grid origin", 0)) for o in origins}
+        if len(ndims) != 1:
+            raise ValueError(f"grid {spec}: the origins have different numbers of axes")
+        _ints(spec["size"], "grid size", 1)
+        n = len(origins)
+    else:
+        parts = _ints(spec["parts"], "grid parts", 1)
+        if "size" in spec and "overlap" in spec:
+            raise ValueError(f"grid {spec}: give either 'size' or 'overlap', not both")
+        if "size" in spec:
+            _ints(spec["size"], "grid size", 1)
+        if "overlap" in spec:
+            _ints(spec["overlap"], "grid overlap", 0)
+        if "crop" in spec:
+            _ints(spec["crop"], "grid crop", 0)
+        n = parts[0] ** 2 if not isinstance(spec["parts"], (list, tuple)) else math.prod(parts)
+    if K is not None and n != K:
+        raise ValueError(f"grid {spec} has {n} sub-images, K={K}")
+
+
+def validate(c: Config) -> None:
+    if not isinstance(c.dataset, str) or not c.dataset:
+        raise ValueError(f"dataset={c.dataset!r}: give a dataset name")
+    _check_int(c, "train_size", 1, optional=True)
+    _check_int(c, "test_size", 1, optional=True)
+    if c.image_size is not None and (len(c.image_size) != 2 or not all(_is_int(v) and v >= 1 for v in c.image_size)):
+        raise ValueError(f"image_size={c.image_size!r}: expected None or (height, width), positive integers")
+    _check_int(c, "K", 1)
+    for name in ("batch_size", "eval_batch_size"):
+        _check_int(c, name, 1)
+    _check_int(c, "steps_per_epoch", 1, optional=True)
+    for name in ("snet_epochs", "gnet_t_epochs", "gnet_r_epochs", "extra_epochs"):
+        _check_int(c, name, 0)
+    _check_int(c, "plateau_patience", 1, optional=True)
+    _check_int(c, "seed", 0)
+    for name in ("snet_lr", "gnet_t_lr", "gnet_r_lr"):
+        try:
+            Piecewise.from_json(getattr(c, name))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    if c.augment not in AUGMENT_NAMES:
+        raise ValueError(f"augment={c.augment!r}: choose one of {list(AUGMENT_NAMES)}")
+    from dcnn_dd.train.concurrent import STRATEGIES
+
+    if c.strategy not in (*STRATEGIES, "auto"):
+        raise ValueError(f"strategy={c.strategy!r}: choose one of {list(STRATEGIES)} or 'auto'")
+    if c.inner not in ("vmap", "sequential"):
+        raise ValueError(f"inner={c.inner!r}: choose 'vmap' or 'sequential'")
+    if not isinstance(c.compose_opt_state, bool):
+        raise ValueError(f"compose_opt_state={c.compose_opt_state!r}: give true or false")
+    try:
+        check_grid_spec(c.grid, c.K)
+    except ValueError as e:
+        raise ValueError(f"grid: {e}") from None
+    if not isinstance(c.model, dict) or not isinstance(c.model.get("name"), str):
+        raise ValueError(f"model={c.model!r}: give a dict with a 'name', e.g. {{'name': 'plain'}}")
+    model = build_model(c.model, 2)  # unknown names and arguments (num_classes is the dataset's)
+    try:
+        model.subnet(c.K)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"model {c.model}: its sub-network for K={c.K}: {e}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 
 
@@ -40,9 +41,37 @@ class Piecewise:
 
     @classmethod
     def from_json(cls, d) -> Piecewise:
-        if isinstance(d, (int, float)):
+        """A constant (``1e-3``) or ``{"base": 1e-3, "milestones": [[80, 0.1], ...]}``; anything else
+        (an unknown key such as ``"bas"``, a missing ``base``, a malformed milestone) is a ``ValueError``
+        that quotes the schedule."""
+        if isinstance(d, numbers.Real) and not isinstance(d, bool):
             return cls(float(d))
-        return cls(float(d["base"]), tuple(tuple(m) for m in d.get("milestones", ())))
+        if not isinstance(d, dict):
+            raise ValueError(f"learning-rate schedule {d!r}: give a number or {{'base': ..., 'milestones': [[epoch, "
+                             "factor], ...]}}")
+        unknown = set(d) - {"base", "milestones"}
+        if unknown or "base" not in d:
+            raise ValueError(f"learning-rate schedule {d!r}: " + (f"unknown key(s) {sorted(unknown)}; " if unknown else "")
+                             + ("" if "base" in d else "'base' is missing; ") + "the keys are 'base' and 'milestones'")
+        base = d["base"]
+        if isinstance(base, bool) or not isinstance(base, numbers.Real):
+            raise ValueError(f"learning-rate schedule {d!r}: base={base!r} is not a number")
+        milestones = d.get("milestones", ())
+        try:
+            ms = []
+            for m in milestones:
+                e, f = m
+                if isinstance(e, bool) or not isinstance(e, numbers.Integral) or isinstance(f, bool) \
+                        or not isinstance(f, numbers.Real):
+                    raise TypeError
+                ms.append((int(e), float(f)))
+        except (TypeError, ValueError):
+            raise ValueError(f"learning-rate schedule {d!r}: milestones must be [[epoch (int), factor (number)], "
+                             "...]") from None
+        for e, f in ms:
+            if not (f > 0 and math.isfinite(f)):
+                raise ValueError(f"learning-rate schedule {d!r}: the factor {f} at epoch {e} must be positive and finite")
+        return cls(float(base), tuple(ms))
 
 
 # Section 3.1.1 (CIFAR, batch 32): GNet-R 200 epochs; SNets 120; GNet-T 80 (same total: 200).
