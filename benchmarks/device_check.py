@@ -40,7 +40,8 @@ measured, the note says why) or ``failed`` (errors; the note has the error's las
    steps on the CPU backend.  (Part 2 times the engine's data-parallel step itself.)
 5. ``time_to_accuracy`` - if the four Fashion-MNIST IDX files are in ``--data``, the honest
    time-to-accuracy protocol for one seed: ``python -m experiments.payoff --preset device --seeds 1``
-   in a subprocess with the part's remaining budget as its timeout; its ``results.json`` is copied in.
+   in a subprocess with the part's remaining budget as its timeout (and ``XLA_PYTHON_CLIENT_PREALLOCATE=false``:
+   this process holds JAX's preallocated GPU memory); its ``results.json`` is copied in.
 
 What it should reach (issue 18):
 
@@ -51,7 +52,9 @@ What it should reach (issue 18):
 * time to accuracy: GNet-T reaches GNet-R's accuracy sooner (``ratio_mean`` > 1 in ``payoff``).
 
 Cost: at most ``--budget-s`` (480 s) after the imports.  ``--dry-run``: tiny sizes (a small
-PlainCNN instead of ResNet32, N = 32, one batch size), about 30-40 s on 2 CPU cores.
+PlainCNN instead of ResNet32, N = 32, one batch size, K=2 in part 4) compiled with most XLA
+optimisations off (``jax_disable_most_optimizations``; its timings mean nothing), about 30 s on 2
+CPU cores.
 ``--parts`` runs a subset (e.g. re-run ``mgrit`` after a partial run).  Status: as of 2026-12-01
 this has never run on a GPU (none has been lent to the project), so every GPU figure above is
 still unmeasured.
@@ -347,7 +350,9 @@ def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
     cmd = [sys.executable, "-m", "experiments.payoff", "--preset", sz.payoff_preset, "--seeds", "1",
            "--data", str(data), "--run-dir", str(run_dir)]
     part["command"] = " ".join(map(shlex.quote, cmd))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # this process keeps the GPU memory JAX preallocated (75%); the child takes what it needs of the rest
+    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     timeout = max(1.0, clock.remaining())
     print(f"[{part['name']}] {part['command']} (timeout {timeout:.0f} s) ...", flush=True)
     try:
@@ -398,9 +403,11 @@ def versions() -> dict:
             v["jaxlib"] = jaxlib.version.__version__
     devs = jax.devices()
     v.update(backend=jax.default_backend(), device_kind=str(devs[0].device_kind), device_count=len(devs),
-             platform_version=None, default_matmul_precision=str(jax.config.jax_default_matmul_precision))
-    with contextlib.suppress(Exception):
+             platform_version=None, default_matmul_precision=None)
+    with contextlib.suppress(Exception):  # attributes that are not a documented API: where present
         v["platform_version"] = str(devs[0].client.platform_version)
+    with contextlib.suppress(Exception):
+        v["default_matmul_precision"] = str(jax.config.jax_default_matmul_precision)
     return v
 
 
@@ -539,12 +546,34 @@ def main(argv=None) -> dict:
         with contextlib.suppress(Exception):
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     sz = DRY if args.dry_run else FULL
+    # the dry run's timings mean nothing: XLA with most optimisations off compiles it in half the time
+    before = _fast_compile(True) if args.dry_run else None
+    try:
+        return _run(args, argv, sz, fast_compile=before is not None)
+    finally:
+        if before is not None:
+            _fast_compile(before)
+
+
+def _fast_compile(on: bool) -> bool | None:
+    """Set ``jax_disable_most_optimizations``; its previous value, or None where unsupported."""
+    import jax
+
+    try:
+        before = bool(jax.config.read("jax_disable_most_optimizations"))
+        jax.config.update("jax_disable_most_optimizations", on)
+        return before
+    except Exception:
+        return None
+
+
+def _run(args, argv, sz: Sizes, fast_compile: bool) -> dict:
     own = dict(args.part_budget)
     plan = budgets(args.budget_s, own)
     v = versions()
     print("device check: " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None), flush=True)
     doc = {
-        "schema": 1, "dry_run": args.dry_run,
+        "schema": 1, "dry_run": args.dry_run, "fast_compile": fast_compile,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python", "-m", "benchmarks.device_check", *map(shlex.quote, argv if argv is not None
                                                                               else sys.argv[1:])]),

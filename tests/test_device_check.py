@@ -50,7 +50,7 @@ def test_dry_run_needs_no_tensorflow(dry_run):
 def test_dry_run_writes_every_part(dry_run):
     out, _, _ = dry_run
     doc = json.loads((out / "device_check.json").read_text())
-    assert doc["dry_run"] is True and doc["schema"] == 1
+    assert doc["dry_run"] is True and doc["schema"] == 1 and doc["fast_compile"] is True
     v = doc["versions"]
     for key in ("python", "jax", "jaxlib", "flax", "optax", "backend", "device_kind", "device_count"):
         assert v[key], key
@@ -139,6 +139,9 @@ def test_a_spent_part_budget_skips_the_part(tmp_path):
     tta = parts["time_to_accuracy"]
     assert tta["status"] == "skipped" and "not in" in tta["notes"][0]  # no IDX files in that folder
     assert json.loads((tmp_path / "device_check.json").read_text())["parts"]["mgrit"]["status"] == "skipped"
+    import jax
+
+    assert not jax.config.read("jax_disable_most_optimizations")  # the dry run's setting does not leak out
 
 
 def test_synthetic_cifar_source():
