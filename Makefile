@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data test demo complexity experiments report bench clean
+.PHONY: venv data test demo complexity experiments report bench device-check clean
 
 venv: $(STAMP)
 
@@ -63,6 +63,14 @@ bench: $(STAMP) data
 	$(PY) -m benchmarks.subnet_speedup
 	$(PY) -m benchmarks.input_pipeline
 	$(PY) -m benchmarks.mgrit
+
+# Every accelerator claim in one run of <= 8 min (README, "GPU device check"); needs no install, so it
+# uses the venv's python where there is one, else python3.  DC_DATA: the Fashion-MNIST IDX files (part 5).
+DC_PY   ?= $(if $(wildcard $(PY)),$(PY),python3)
+DC_OUT  ?= results/device_check
+DC_DATA ?= $(firstword $(wildcard data/fashion-mnist $(FMNIST)))
+device-check:
+	PYTHONPATH=. $(DC_PY) -m benchmarks.device_check --out $(DC_OUT) $(if $(DC_DATA),--data $(DC_DATA)) $(DC_ARGS)
 
 report: $(STAMP)
 	$(PY) -m experiments.report

@@ -55,7 +55,10 @@ def _problem(n, width, batch):
     return model, params["steps"], u0, w
 
 
-def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, relax="auto", strategy="vmap"):
+def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, relax="auto", strategy="vmap",
+          modes=("tol", "one-shot"), serial_s=None):
+    """The rows of ``n`` layers, one per mode of ``modes``; ``serial_s``: the serial time measured
+    before (a row's ``serial_s``) instead of measuring it again."""
     import jax
     import jax.numpy as jnp
 
@@ -70,9 +73,9 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, relax=
         return jnp.sum(w * uN)
 
     serial = jax.jit(jax.grad(lambda st, a: loss(model.serial_final(st, a)), argnums=(0, 1)))
-    t_serial = median_step_time(serial, lambda: (steps, u0), repeats)
+    t_serial = serial_s if serial_s is not None else median_step_time(serial, lambda: (steps, u0), repeats)
     rows = []
-    for mode in ("tol", "one-shot"):
+    for mode in modes:
         kw = dict(cfactor=cfactor, levels=levels, min_coarse=min_coarse, relax=relax, strategy=strategy, mesh=mesh)
         s = (lp.Solver(rtol=rtol, max_iter=60, **kw) if mode == "tol" else lp.Solver(max_iter=budget, **kw))
 

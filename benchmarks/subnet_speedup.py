@@ -30,22 +30,41 @@ from dcnn_dd.complexity import count_flops
 from dcnn_dd.models import CifarResNet
 from dcnn_dd.train import concurrent, parallel
 from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
-from dcnn_dd.train.timing import compiled_memory as _memory
+from dcnn_dd.train.timing import executable_memory as _executable_memory
 
 
-def bench(model, grid, K, batch, repeats, strategies, channels=3):  # noqa: N803
-    sub = model.subnet(K)
-    tx = default_tx()
+def _data(model, grid, batch, channels):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch, *grid.shape, channels)).astype(np.float32))
     y = jnp.asarray(rng.integers(0, model.num_classes, batch).astype(np.int32))
+    return x, y
 
+
+def time_and_memory(step, fresh, repeats) -> tuple[float, int | None]:
+    """Seconds per call of the jitted ``step`` on ``fresh()`` arguments (median of ``repeats`` after one
+    untimed call, :func:`~dcnn_dd.train.concurrent.median_step_time`) and the memory of its compiled
+    program, both from one compilation (``lower().compile()``; the executable is what is timed)."""
+    compiled = step.lower(*fresh()).compile()
+    return concurrent.median_step_time(compiled, fresh, repeats), _executable_memory(compiled)
+
+
+def global_step_time(model, grid, batch, repeats, channels=3) -> tuple[float, int | None]:
+    """(seconds, memory bytes) of one Adam training step of the global network on ``batch`` images."""
+    tx = default_tx()
+    x, y = _data(model, grid, batch, channels)
     g_vars = jax.device_get(init_variables(model, jax.random.PRNGKey(0), (1, *grid.shape, channels)))
     g_host = jax.device_get(create_state(g_vars, tx))
     g_step = jax.jit(lambda st, x, y: train_step(model, tx, st, x, y, 1e-3), donate_argnums=0)
-    g_fresh = lambda: (jax.device_put(g_host), x, y)  # noqa: E731
-    t_global = concurrent.median_step_time(g_step, g_fresh, repeats)
-    mem_global = _memory(g_step, g_fresh())
+    return time_and_memory(g_step, lambda: (jax.device_put(g_host), x, y), repeats)
+
+
+def bench(model, grid, K, batch, repeats, strategies, channels=3, global_step=None):  # noqa: N803
+    """The global step against the K sub-network steps per strategy.  ``global_step``: its
+    (seconds, memory bytes) measured before (:func:`global_step_time`, e.g. shared by two grids)."""
+    sub = model.subnet(K)
+    tx = default_tx()
+    x, y = _data(model, grid, batch, channels)
+    t_global, mem_global = global_step or global_step_time(model, grid, batch, repeats, channels)
 
     keys = jax.random.split(jax.random.PRNGKey(1), K)
     s_vars = [jax.device_get(init_variables(sub, k, (1, *grid.sub_shape, channels))) for k in keys]
@@ -62,8 +81,8 @@ def bench(model, grid, K, batch, repeats, strategies, channels=3):  # noqa: N803
         else:
             sharding = parallel.replicated(parallel.subnet_mesh(K, 1 if s != "shard_map" else None))
         fresh = lambda sh=sharding: (parallel.put_global(s_host, sh), x, y, lrs)  # noqa: E731
-        t = concurrent.median_step_time(step, fresh, repeats)
-        rows[s] = {"step_s": t, "time_ratio": t_global / t, "memory_bytes": _memory(step, fresh())}
+        t, mem = time_and_memory(step, fresh, repeats)
+        rows[s] = {"step_s": t, "time_ratio": t_global / t, "memory_bytes": mem}
         print(f"  K sub-networks, {s:<10}  {t * 1e3:9.1f} ms/step   ratio {t_global / t:6.2f}")
     best = min(rows, key=lambda s: rows[s]["step_s"])
     in_g, in_s = (1, *grid.shape, channels), (1, *grid.sub_shape, channels)
@@ -73,9 +92,15 @@ def bench(model, grid, K, batch, repeats, strategies, channels=3):  # noqa: N803
         "time_ratio": time_ratio, "flop_ratio": flop_ratio, "efficiency": time_ratio / flop_ratio, "strategy": best,
         "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "devices": jax.device_count(),
         "global_step_s": t_global, "global_memory_bytes": mem_global, "strategies": rows, "K": K, "batch": batch,
-        "network": f"CifarResNet(depth={model.depth}, widths={tuple(model.widths)})", "input": list(grid.shape),
+        "network": _describe(model), "input": list(grid.shape),
         "sub_input": list(grid.sub_shape),
     }
+
+
+def _describe(model) -> str:
+    if isinstance(model, CifarResNet):
+        return f"CifarResNet(depth={model.depth}, widths={tuple(model.widths)})"
+    return type(model).__name__
 
 
 def main(argv=None) -> dict:

@@ -32,12 +32,12 @@ from dcnn_dd.data.pipeline import (
 )
 from dcnn_dd.data.sources import (
     ArraySource, DatasetNotFoundError, TFDSSource, channel_mean, find_fashion_mnist, load, load_digits,
-    load_fashion_mnist, read_idx,
+    load_fashion_mnist, load_synthetic, read_idx,
 )
 
 __all__ = [
     "CIFAR", "FASHION", "FOOD101", "NONE", "PRESETS", "ArraySource", "Augment", "DatasetNotFoundError", "Prefetcher",
     "TFDSSource", "augment_batch", "augment_image", "batches", "channel_mean", "device_put_batch", "epoch_order",
-    "evaluate_batches", "find_fashion_mnist", "load", "load_digits", "load_fashion_mnist", "normalize", "prefetch",
-    "preprocess", "read_idx", "sample_keys", "sample_params", "steps_per_epoch",
+    "evaluate_batches", "find_fashion_mnist", "load", "load_digits", "load_fashion_mnist", "load_synthetic",
+    "normalize", "prefetch", "preprocess", "read_idx", "sample_keys", "sample_params", "steps_per_epoch",
 ]

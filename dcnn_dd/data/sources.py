@@ -12,7 +12,9 @@ Sources
 -------
 * :class:`ArraySource` - arrays in memory: Fashion-MNIST from its IDX files
   (:func:`load_fashion_mnist`, offline, the package's default dataset) and scikit-learn's 8x8
-  digits (:func:`load_digits`, bundled with scikit-learn: the smallest end-to-end check).
+  digits (:func:`load_digits`, bundled with scikit-learn: the smallest end-to-end check);
+  ``synthetic_cifar`` (:func:`load_synthetic`): random images of CIFAR-10's shape and size, for
+  timing where no dataset is at hand (nothing to learn).
 * :class:`TFDSSource` - a prepared TensorFlow-Datasets ``array_record`` dataset, read with
   ``tfds.data_source`` (random access, no TensorFlow needed to *read*; preparing once needs it,
   see :mod:`dcnn_dd.data.prepare`).  CIFAR-10/100 (Section 3.1.1), Food-101 (Section 3.1.2),
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import gzip
 import os
 import pathlib
@@ -283,6 +286,26 @@ def load_digits(split: str = "train", test_fraction: float = 0.25, seed: int = 0
     return ArraySource(images[idx], labels[idx], 10, "digits")
 
 
+# name -> (image shape (H, W, C), classes, {split: samples}) of the random timing datasets
+SYNTHETIC = {"synthetic_cifar": ((32, 32, 3), 10, {"train": 50000, "test": 10000})}
+
+
+@functools.lru_cache(maxsize=2)
+def load_synthetic(name: str = "synthetic_cifar", split: str = "train") -> ArraySource:
+    """Random uint8 images and labels with the shape, classes and split sizes of a real dataset
+    (:data:`SYNTHETIC`; ``synthetic_cifar``: CIFAR-10's 50,000 / 10,000 images of 32x32x3, 10
+    classes), so that a timing has the real steps per epoch.  For measuring speed only: there is
+    nothing to learn.  The same every time (seeded by the split)."""
+    if name not in SYNTHETIC:
+        raise ValueError(f"synthetic dataset {name!r}: choose one of {sorted(SYNTHETIC)}")
+    shape, classes, sizes = SYNTHETIC[name]
+    if split not in sizes:
+        raise ValueError(f"split={split!r}: {name} has the splits {sorted(sizes)}")
+    rng = np.random.default_rng(zlib.crc32(f"{name}/{split}".encode()))
+    images = rng.integers(0, 256, size=(sizes[split], *shape), dtype=np.uint8)
+    return ArraySource(images, rng.integers(0, classes, sizes[split]).astype(np.int32), classes, name)
+
+
 # ---------------------------------------------------------------------------- TFDS
 def prepare_command(name: str, data_dir=None) -> str:
     """The one command that prepares TFDS dataset ``name`` for :class:`TFDSSource`."""
@@ -436,10 +459,13 @@ def _open_tfds(name, split, data_dir, image_key, label_key):
 # ---------------------------------------------------------------------------- dispatch
 def load(name: str, split: str, *, path=None, data_dir=None, image_size=None):
     """A source by name: ``'fashion_mnist_idx'`` (the default; offline IDX files, ``path``),
-    ``'digits'`` (scikit-learn), or any TFDS name (:class:`TFDSSource`; ``data_dir``,
-    ``image_size``)."""
-    if name in ("fashion_mnist_idx", "digits"):
-        src = load_fashion_mnist(split, path) if name == "fashion_mnist_idx" else load_digits(split)
+    ``'digits'`` (scikit-learn), ``'synthetic_cifar'`` (random, for timing: :func:`load_synthetic`),
+    or any TFDS name (:class:`TFDSSource`; ``data_dir``, ``image_size``)."""
+    if name in ("fashion_mnist_idx", "digits", *SYNTHETIC):
+        if name in SYNTHETIC:
+            src = load_synthetic(name, split)
+        else:
+            src = load_fashion_mnist(split, path) if name == "fashion_mnist_idx" else load_digits(split)
         if image_size is not None and tuple(image_size) != src.image_shape[:2]:
             raise ValueError(f"{name} images are {src.image_shape[:2]}; image_size={tuple(image_size)} is only "
                              "supported for TFDS datasets")
