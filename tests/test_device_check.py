@@ -155,3 +155,19 @@ def test_synthetic_cifar_source():
     assert a.dtype == np.uint8 and (a == b).all() and (la == lb).all()
     with pytest.raises(ValueError, match="split"):
         load("synthetic_cifar", "validation")
+
+
+def test_time_to_accuracy_part_runs_the_payoff_protocol(tmp_path):
+    """Part 5 wired to experiments.payoff (tiny preset, exact network, one seed) on the real data."""
+    import os
+
+    data = os.environ.get("DCNN_DD_DATA", "/usr/share/datasets/fashion-mnist")
+    doc = dc.main(["--dry-run", "--out", str(tmp_path), "--parts", "time_to_accuracy", "--data", data,
+                   "--part-budget", "time_to_accuracy=600"])
+    tta = doc["parts"]["time_to_accuracy"]
+    assert tta["status"] == "ok", tta["notes"]
+    assert "--networks exact" in tta["command"] and "--preset tiny" in tta["command"]
+    rows = tta["rows"]
+    assert rows and {r["network"] for r in rows} == {"exact"}
+    assert all(len(r["gnet_t_first_hit_s"]) == 1 and "ratio_mean" in r for r in rows)
+    assert (tmp_path / "payoff" / "results.json").exists()
