@@ -28,10 +28,12 @@ from dcnn_dd.compose import path_str  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-settings.register_profile(
-    "ci", max_examples=12, deadline=None, derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+# ci (the default): deterministic draws, 12 examples per property test (the theorem tests share
+# them out over K in {1, 2, 4, 9, 16}, tests/test_theorems.py).  thorough: random draws, 200 examples
+# per test (per K for the theorem tests: 40), e.g. `HYPOTHESIS_PROFILE=thorough pytest tests/test_theorems.py`.
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=12, deadline=None, derandomize=True, suppress_health_check=_QUIET)
+settings.register_profile("thorough", max_examples=200, deadline=None, derandomize=False, suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -124,3 +124,53 @@ def test_run_side_files_are_atomic_and_named_when_damaged(tmp_path, monkeypatch)
     with pytest.raises(CheckpointError, match="config.json is damaged"):
         RunDir(tmp_path, {"lr": 1e-3})
     assert rd.path == tmp_path
+
+
+# ---------------------------------------------------------------- mismatch vs. damage (issue 15, point 4)
+def test_a_model_that_changed_is_a_mismatch_not_damage(tmp_path):
+    from dcnn_dd.train.checkpoint import CheckpointMismatchError
+
+    store = RunDir(tmp_path, {}).phase("gnet_r")
+    store.save(1, _state(), {"epoch": 1})
+    wider = create_state({"params": {"w": jnp.zeros((2, 5)), "b": jnp.ones(3)}, "batch_stats": {"m": jnp.zeros(3)}},
+                         default_tx())
+    with pytest.raises(CheckpointMismatchError) as e:
+        store.restore(wider)
+    msg = str(e.value)
+    assert "params/w" in msg and "(2, 3)" in msg and "(2, 5)" in msg, msg
+    assert "rm -r" not in msg and "damaged" not in msg and "intact" in msg
+    assert isinstance(e.value, CheckpointError)  # the CLI's one-line error, exit 2
+    # the intact checkpoint still restores into the model that saved it
+    back, meta = store.restore(_state())
+    assert meta == {"epoch": 1}
+
+
+def _tampered_meta_cases():
+    good = {"epoch": 1, "step_in_epoch": 0, "done": False, "history": [{"val_acc": 0.5}], "elapsed_s": 1.0,
+            "train_s": 1.0, "plateau": [{"patience": 5, "factor": 0.3, "best": 0.5, "wait": 0, "scale": 1.0}]}
+    cases = {
+        "plateau_string": {**good, "plateau": ["x"]},
+        "plateau_bad_key": {**good, "plateau": [{"patience": 5, "bogus": 1}]},
+        "plateau_wrong_length": {**good, "plateau": []},
+        "plateau_scale_string": {**good, "plateau": [{**good["plateau"][0], "scale": "1"}]},
+        "done_string": {**good, "done": "no"},
+        "history_not_a_list": {**good, "history": 3},
+        "history_bad_record": {**good, "history": [1, 2]},
+        "epoch_string": {**good, "epoch": "1"},
+        "truncated": {"epoch": 1},
+    }
+    return good, cases
+
+
+@pytest.mark.parametrize("case", sorted(_tampered_meta_cases()[1]))
+def test_tampered_meta_is_a_checkpoint_error(tmp_path, case):
+    from dcnn_dd.train.loop import Phase, TrainData, run_phase
+    from dcnn_dd.train.schedules import Piecewise
+
+    good, cases = _tampered_meta_cases()
+    store = RunDir(tmp_path, {}).phase("gnet_r")
+    store.save(1, _state(), cases[case])
+    phase = Phase("gnet_r", 3, Piecewise(1e-3), step=None, evaluate=None)
+    data = TrainData(source=None, batch_size=1, seed=0)
+    with pytest.raises(CheckpointError, match="meta record .* is damaged"):
+        run_phase(phase, _state(), store, data, progress=False)

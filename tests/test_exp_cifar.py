@@ -56,6 +56,7 @@ def test_theorem_exact_control(result):
     assert s["theorem_2_1_max_abs_diff"] < 1e-4  # Theorem 2.1 (2.16): logits = sum of sub-network logits
     t22 = s["theorem_2_2"]
     assert t22["intersection_holds"] and t22["cost_bound_holds"]  # Theorem 2.2
+    assert t22["all_subnets_correct"] > 0  # else the two lines above hold vacuously
     assert t22["composed_correct_of_those"] == t22["all_subnets_correct"]
     assert s["gnet_t_init_acc"] >= max(s["snet_acc"])  # at least as accurate as the best sub-network
 

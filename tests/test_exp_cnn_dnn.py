@@ -49,8 +49,9 @@ def test_local_cnns_are_the_snets(result):
     out, r = result
     for name, case in r["cases"].items():
         a1 = json.loads((out / "cases" / name / "summary.json").read_text())  # the Algorithm-1 run's summary
-        assert case["summary"]["acc"]["local"] == a1["snet_acc"]
-        assert case["summary"]["acc"]["composed"] == a1["gnet_t_init_acc"]
+        # (the CNN-DNN summary copies its local/composed accuracies from that summary: comparing them tests
+        # nothing; the run directory below is the evidence that the local CNNs are the SNets)
+        assert len(a1["snet_acc"]) == case["K"]
         snets = load_variables(out / "cases" / name, "snets")
         assert snets["params"]["Conv_0"]["kernel"].shape[0] == case["K"]
         h = case["summary"]["epochs"]

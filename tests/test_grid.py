@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import dcnn_dd as dd
@@ -55,10 +55,11 @@ def test_assemble_inverts_a_complete_grid_and_refuses_overlap():
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(0, 3), st.integers(0, 2), st.integers(8, 40))
 def test_uniform_grids_cover_the_cropped_domain(ndim, parts, overlap, crop, length):
     shape = (length,) * ndim
-    try:
-        g = dd.Grid.uniform(shape, parts, overlap=overlap, crop=crop)
-    except ValueError:
-        return  # invalid combinations raise (tested below)
+    inner_length = length - 2 * crop
+    size = -(-(inner_length + (parts - 1) * overlap) // parts)  # the sub-image size Grid.uniform computes
+    assume(parts <= inner_length and overlap < size)  # the valid combinations (invalid ones: test_bad_grids)
+    g = dd.Grid.uniform(shape, parts, overlap=overlap, crop=crop)  # a valid combination must not raise
+    assert g.sub_shape == (size,) * ndim
     cov = g.coverage()
     inner = tuple(slice(crop, length - crop) for _ in range(ndim))
     assert (cov[inner] >= 1).all()

@@ -90,3 +90,20 @@ def test_plateau_scales_each_network_on_its_own(tmp_path):
     phase.step = lambda st, im, lab, ids, ep, lr: step(st, im, lab, ids, ep, lr.mean())
     _, hist = run_phase(phase, state, store, TrainData(_source(), 16, seed=0), progress=False)
     np.testing.assert_allclose([r["lr"] for r in hist], [[1e-2, 1e-2]] * 3 + [[1e-2 / 10 ** 0.5, 1e-2]])
+
+
+def test_top_k_correct_by_hand():
+    """Top-k hits counted by hand on 3 samples of 6 classes (ties: a hit only when fewer than k
+    classes are strictly larger)."""
+    import jax.numpy as jnp
+
+    from dcnn_dd.train.state import top_k_correct
+
+    logits = jnp.array([[0.0, 5.0, 4.0, 3.0, 2.0, 1.0],   # label 0 is the smallest: 5 classes above it
+                        [9.0, 1.0, 1.0, 1.0, 1.0, 1.0],   # label 1 ties with 4 others, 1 class above it
+                        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])  # label 4: 1 class above it
+    labels = jnp.array([0, 1, 4])
+    assert top_k_correct(logits, labels, 5).tolist() == [False, True, True]
+    assert top_k_correct(logits, labels, 1).tolist() == [False, False, False]
+    assert top_k_correct(logits, labels, 2).tolist() == [False, True, True]
+    assert top_k_correct(logits, labels, 6).tolist() == [True, True, True]

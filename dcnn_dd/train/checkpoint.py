@@ -30,6 +30,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint whose structure or shapes do not match the model it is restored into
+    (the model changed since it was saved): not damage, nothing to delete."""
+
+
 class ConfigMismatchError(ValueError):
     """The run directory holds a run with another configuration."""
 
@@ -167,6 +172,14 @@ class PhaseCheckpoints:
             if not isinstance(meta, dict):
                 raise ValueError("the meta record is missing")
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
+            mismatch = _structure_mismatch(path / "state", abstract)
+            if mismatch:
+                raise CheckpointMismatchError(
+                    f"checkpoint {path} does not fit the model it is restored into: {mismatch}.\n"
+                    "The checkpoint is intact; the model (or its configuration) changed since it was saved. "
+                    "Restore it with the model that saved it, or use another run directory (or --restart) for "
+                    "the new model."
+                ) from e
             raise CheckpointError(
                 f"checkpoint {path} cannot be read: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
                 f"It is damaged (truncated or partly deleted). Remove it to resume from the previous one "
@@ -207,6 +220,33 @@ class InMemoryCheckpoints:
 
     def close(self) -> None:
         pass
+
+
+def _names(path) -> tuple[str, ...]:
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _structure_mismatch(state_dir: Path, abstract) -> str | None:
+    """Why a checkpoint's saved tree does not fit ``abstract`` (the first leaf whose shape differs,
+    or the model leaves only one side has), or None when its metadata cannot be read (damage) or
+    shows no difference."""
+    try:
+        saved_tree = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+    except Exception:
+        return None
+    saved = {_names(p): tuple(getattr(m, "shape", ()) or ()) for p, m in jax.tree_util.tree_flatten_with_path(
+        saved_tree, is_leaf=lambda x: hasattr(x, "shape"))[0]}
+    wanted = {_names(p): tuple(a.shape) for p, a in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+    model = ("params", "model_state")
+    for key in sorted(set(saved) & set(wanted), key=lambda k: (k[:1] not in [(m,) for m in model], k)):
+        if saved[key] != wanted[key]:  # a model leaf first, then the optimizer's copy of it
+            return f"leaf {'/'.join(key)} has shape {saved[key]} in the checkpoint, {wanted[key]} in the model"
+    only_saved = sorted("/".join(k) for k in set(saved) - set(wanted) if k[:1] and k[0] in model)
+    only_wanted = sorted("/".join(k) for k in set(wanted) - set(saved) if k[:1] and k[0] in model)
+    if only_saved or only_wanted:
+        return ("the model leaves differ: " + (f"only in the checkpoint {only_saved[:5]}" if only_saved else "")
+                + ("; " if only_saved and only_wanted else "") + (f"only in the model {only_wanted[:5]}" if only_wanted else ""))
+    return None
 
 
 def load_variables(run_dir, phase: str, step: int | None = None) -> dict:

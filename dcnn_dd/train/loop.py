@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dcnn_dd.data import pipeline
-from dcnn_dd.train.checkpoint import PhaseCheckpoints
+from dcnn_dd.train.checkpoint import CheckpointError, PhaseCheckpoints
 from dcnn_dd.train.schedules import Piecewise, Plateau
 
 
@@ -113,6 +113,7 @@ def run_phase(
             "plateau": [Plateau(patience=phase.plateau_patience or 1).to_json() for _ in range(n)]}
     if store.latest() is not None:
         state, meta = store.restore(state)
+        _check_meta(meta, n, store)
     history = list(meta["history"])
     if meta["done"]:
         return state, history
@@ -216,6 +217,42 @@ def run_phase(
             if finished:
                 break
     return state, history
+
+
+def _check_meta(meta, n: int, store) -> None:
+    """A restored meta record as :func:`run_phase` writes it; a tampered or truncated one (wrong
+    types, missing keys, a plateau state of the wrong length) is a :class:`CheckpointError`."""
+    def bad(why):
+        return CheckpointError(f"the meta record of the latest checkpoint in {store.directory} is damaged: {why}. "
+                               "Remove that checkpoint to resume from the previous one, or start over with --restart.")
+
+    if not isinstance(meta, dict):
+        raise bad(f"a {type(meta).__name__}, not a record")
+    missing = {"epoch", "step_in_epoch", "done", "history", "elapsed_s", "train_s", "plateau"} - set(meta)
+    if missing:
+        raise bad(f"missing {sorted(missing)}")
+    for k in ("epoch", "step_in_epoch"):
+        if not isinstance(meta[k], int) or isinstance(meta[k], bool) or meta[k] < 0:
+            raise bad(f"{k}={meta[k]!r}")
+    if not isinstance(meta["done"], bool):
+        raise bad(f"done={meta['done']!r}")
+    for k in ("elapsed_s", "train_s"):
+        if isinstance(meta[k], bool) or not isinstance(meta[k], (int, float)) or not math.isfinite(meta[k]):
+            raise bad(f"{k}={meta[k]!r}")
+    h = meta["history"]
+    if not isinstance(h, list) or not all(isinstance(r, dict) and "val_acc" in r for r in h):
+        raise bad("history is not a list of epoch records")
+    p = meta["plateau"]
+    if not isinstance(p, list) or len(p) != n:
+        raise bad(f"plateau has {len(p) if isinstance(p, list) else p!r} entries, the phase trains {n} network(s)")
+    try:
+        for x in p:
+            pl = Plateau.from_json(x)
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       for v in (pl.patience, pl.factor, pl.best, pl.wait, pl.scale)):
+                raise TypeError
+    except (TypeError, ValueError, AttributeError):
+        raise bad(f"plateau state {p!r}") from None
 
 
 def _first_step(state):
