@@ -16,11 +16,13 @@ of ``--repeats`` jitted calls after one compiling call):
 * ``speedup`` = serial_s / mgrit_s on this backend;
 * ``modeled_speedup`` = 2N / (sequential step applications on the critical path of MGRIT forward
   + adjoint + parameter gradients with P = N/m processors, :func:`~dcnn_dd.layer_parallel.critical_path`),
-  counting a forward and an adjoint step alike and no communication;
+  counting a forward and an adjoint step alike and no communication; ``processors`` = N/m and
+  ``efficiency`` = modeled_speedup / processors;
 * ``iterations`` [forward, adjoint] and ``conv_factor``: the forward solve's mean per-iteration
   residual reduction after the first iteration, (r_k / r_1)^(1/(k-1)) (:func:`~dcnn_dd.layer_parallel.conv_factor`;
   the first iteration reflects the initial guess), ``conv_factor_all`` the same including the first
-  iteration, ``conv_factor_adjoint`` the adjoint's.  In ``one-shot`` rows these come from 2 iterations
+  iteration, ``conv_factor_adjoint`` the adjoint's; ``residual_reduction`` [forward, adjoint] =
+  r_k / r_0, the residual left after the solve.  In ``one-shot`` rows these come from 2 iterations
   only; the ``tol`` rows are the measurement.  ``--x64 --rtol 1e-10`` measures them in float64,
   below float32 rounding.
 
@@ -101,6 +103,8 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, relax=
             "modeled_speedup": 2 * n / path, "critical_path_steps": path,
             "iterations": [it_f, it_b], "conv_factor": lp.conv_factor(fi),
             "conv_factor_all": lp.conv_factor(fi, skip_first=False), "conv_factor_adjoint": lp.conv_factor(bi),
+            "residual_reduction": [lp.residual_reduction(fi), lp.residual_reduction(bi)],
+            "processors": n // cfactor, "efficiency": 2 * n / path / (n // cfactor),
             "grad_rel_error": err, "relax": relax, "strategy": strategy, "devices": jax.device_count(),
             "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "dtype": str(u0.dtype),
         })

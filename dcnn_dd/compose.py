@@ -355,6 +355,31 @@ def _field_rule(p, gs, ss, K, shapes, grid, windows, stride, strict):  # noqa: N
     return R.Place((field, out), note="(2.13) first FC" if split else "Sec. 2.4 FC on decomposed input")
 
 
+def check_shapes(grid: Grid | None, K: int | None, input_shape, sub_input_shape=None):  # noqa: N803
+    """(K, input_shape, sub_input_shape) of a composition, checked: K from the grid when not given,
+    ``input_shape`` with its batch and channel axes and the grid's spatial shape, the sub-networks'
+    input shape (by default the grid's sub-images).  Shared by :func:`plan_for` and
+    :func:`dcnn_dd.verify.check_composition`."""
+    if K is None:
+        if grid is None:
+            raise ValueError("give K= or grid=")
+        K = grid.K  # noqa: N806
+    if input_shape is None:
+        raise ValueError("give input_shape= (with batch and channels), e.g. (1, 28, 28, 1)")
+    input_shape = tuple(int(n) for n in input_shape)
+    if grid is not None:
+        if len(input_shape) == grid.ndim + 1 and input_shape[:-1] == grid.shape:
+            raise ValueError(f"input_shape={input_shape} has no batch axis: pass (1, {', '.join(map(str, input_shape))})")
+        if len(input_shape) != grid.ndim + 2:
+            raise ValueError(f"input_shape={input_shape}: a {grid.ndim}-d grid takes (batch, *{grid.shape}, channels)")
+        if input_shape[1:-1] != grid.shape:
+            raise ValueError(f"input_shape={input_shape} does not match the grid: its spatial shape "
+                             f"{input_shape[1:-1]} is not the grid's {grid.shape}")
+    if sub_input_shape is None:
+        sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
+    return K, input_shape, tuple(int(n) for n in sub_input_shape)
+
+
 def plan_for(
     global_model,
     sub_model,
@@ -383,23 +408,7 @@ def plan_for(
     architecture that is inexact by nature (padding, global pooling, normalisation across channels,
     BatchNorm in training mode) gets a ``UserWarning`` with the measured deviation, or a
     ``ValueError`` with ``exact=True``.  The report is ``plan.verification``."""
-    if K is None:
-        if grid is None:
-            raise ValueError("give K= or grid=")
-        K = grid.K  # noqa: N806
-    if input_shape is None:
-        raise ValueError("give input_shape= (with batch and channels), e.g. (1, 28, 28, 1)")
-    input_shape = tuple(int(n) for n in input_shape)
-    if grid is not None:
-        if len(input_shape) == grid.ndim + 1 and input_shape[:-1] == grid.shape:
-            raise ValueError(f"input_shape={input_shape} has no batch axis: pass (1, {', '.join(map(str, input_shape))})")
-        if len(input_shape) != grid.ndim + 2:
-            raise ValueError(f"input_shape={input_shape}: a {grid.ndim}-d grid takes (batch, *{grid.shape}, channels)")
-        if input_shape[1:-1] != grid.shape:
-            raise ValueError(f"input_shape={input_shape} does not match the grid: its spatial shape "
-                             f"{input_shape[1:-1]} is not the grid's {grid.shape}")
-    if sub_input_shape is None:
-        sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
+    K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
     init_kwargs = dict(init_kwargs or {})
     key = jax.random.PRNGKey(0)
     x_g = jax.ShapeDtypeStruct(input_shape, jnp.float32)

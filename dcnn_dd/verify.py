@@ -420,22 +420,13 @@ def check_composition(
     verify=False)`` with ``plan_kwargs``) and compare the global network with them, layer by layer,
     on ``samples`` random inputs.  Returns the :class:`CompositionReport` (it raises nothing:
     ``report.enforce()`` does what :func:`~dcnn_dd.compose.plan_for` does with it)."""
-    from dcnn_dd.compose import plan_for
+    from dcnn_dd.compose import check_shapes, plan_for
 
     init_kwargs = dict(init_kwargs or {})
-    if K is None:
-        if grid is None:
-            raise ValueError("give K= or grid=")
-        K = grid.K  # noqa: N806
-    if input_shape is None:
-        raise ValueError("give input_shape= (with batch and channels), e.g. (1, 28, 28, 1)")
+    K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
     if plan is None:
         plan = plan_for(global_model, sub_model, grid, K=K, input_shape=input_shape, sub_input_shape=sub_input_shape,
                         init_kwargs=init_kwargs, verify=False, **plan_kwargs)
-    input_shape = tuple(input_shape)
-    if sub_input_shape is None:
-        sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
-    sub_input_shape = tuple(sub_input_shape)
     head = _head_of(plan)
     if K == 1:
         return CompositionReport(K, head, 0, [], note="K=1: the composition is the identity (nothing to check)")

@@ -16,7 +16,8 @@ Conventions (see :mod:`dcnn_dd.complexity`, :mod:`dcnn_dd.models.zoo`):
   (bias, BatchNorm, ReLU, pooling, residual additions) - roughly TensorFlow's profiler count.
 * ``partitions``: K of the decomposition the row belongs to; 1 for a global network.
 
-Each row carries the paper's printed numbers (:data:`PAPER`); some of Table 3.1's global GFLOPs are
+Each row carries the paper's printed numbers (:data:`PAPER`, read from ``experiments/paper_numbers.json``,
+the project's one transcription of the paper's tables, shared with :mod:`experiments.report`); some of Table 3.1's global GFLOPs are
 garbled in the text and are inferred from sub-network GFLOPs x printed ratio (``paper_gflops_source``).
 """
 
@@ -34,38 +35,43 @@ from dcnn_dd.complexity import KERAS, TORCH, params_and_flops
 from dcnn_dd.models.zoo import VGG16, CifarResNet, ResNet50, ResNet101
 
 # ----------------------------------------------------------------------------- the paper's numbers
+def load_paper(path=None) -> dict[tuple, dict]:
+    """The paper's printed counts of Tables 2.2, 3.1 and 3.4, from the one transcription of the
+    paper's numbers (``experiments/paper_numbers.json``, also read by :mod:`experiments.report`):
+    (table, network, role, partitions, overlap) -> ``{"params", "gflops"}`` as printed strings (their
+    digits give the printed precision), ``ratio_params`` / ``ratio_gflops`` (global / sub-network,
+    Table 3.1) and, for global GFLOPs garbled in the text (``gflops`` None), ``inferred``: the
+    (sub-network GFLOPs, printed ratio) pairs, with overlap first."""
+    from experiments.report import load_paper_numbers
+
+    tables = load_paper_numbers(path)["tables"]
+    out: dict[tuple, dict] = {}
+    for tid in ("2.2", "3.1", "3.4"):
+        for e in tables[tid]["entries"]:
+            if e["metric"] not in ("params_M", "gflops"):
+                continue
+            field = "params" if e["metric"] == "params_M" else "gflops"
+            role = ("global" if e["row"] in ("global-net", "GNet") else
+                    "ratio" if e["row"] == "ratio" else "subnet")
+            K = 1 if role == "global" else e["K"]  # noqa: N806
+            overlap = e.get("overlap") if (tid == "3.1" and role != "global") else None
+            d = out.setdefault((tid, e["model"], "global" if role == "global" else "subnet", K, overlap), {})
+            if role == "ratio":
+                d["ratio_" + field] = e["printed"]
+            elif (e.get("note") or "").startswith("inferred"):
+                d[field] = None
+            else:
+                d[field] = e["printed"]
+    for (tid, model, role, _, _), d in out.items():
+        if d.get("gflops", "") is None:
+            d["inferred"] = [(out[(tid, model, "subnet", 4, ov)]["gflops"], out[(tid, model, "subnet", 4, ov)]["ratio_gflops"])
+                             for ov in (True, False)]
+    return out
+
+
 # (table, network, role, partitions, overlap) -> printed values.  params in millions as printed
 # ("M" = 1e6), GFLOPs as printed; ratios = global / sub-network as printed (Table 3.1).
-PAPER: dict[tuple, dict] = {
-    # Table 2.2 (caption: "FLOPs, with input size of 214 x 214 x 3"), K = 4.
-    ("2.2", "VGG16", "global", 1, None): {"params": "138.35", "gflops": "31.65"},
-    ("2.2", "VGG16", "subnet", 4, None): {"params": "4.17", "gflops": "0.52"},
-    ("2.2", "ResNet50", "global", 1, None): {"params": "25.56", "gflops": "7.10"},
-    ("2.2", "ResNet50", "subnet", 4, None): {"params": "1.99", "gflops": "0.13"},
-    ("2.2", "ResNet101", "global", 1, None): {"params": "44.55", "gflops": "14.62"},
-    ("2.2", "ResNet101", "subnet", 4, None): {"params": "3.19", "gflops": "0.25"},
-    # Table 3.1, CIFAR-10, K = 4; sub-images 20x20 (overlap) and 16x16 (no overlap, in brackets).
-    # The OCR'd text reads "2.24" for ResNet32's global GFLOPs and garbles ResNet56's and
-    # ResNet110's; those are inferred as sub-network GFLOPs x printed ratio (both cases agree).
-    ("3.1", "ResNet32", "global", 1, None): {"params": "7.44", "gflops": "2.24"},
-    ("3.1", "ResNet32", "subnet", 4, True): {"params": "0.47", "gflops": "0.056", "ratio_params": "15.83", "ratio_gflops": "40"},
-    ("3.1", "ResNet32", "subnet", 4, False): {"params": "0.47", "gflops": "0.037", "ratio_params": "15.83", "ratio_gflops": "60.54"},
-    ("3.1", "ResNet56", "global", 1, None): {"params": "13.65", "gflops": None, "inferred": [("0.103", "39.61"), ("0.067", "60.90")]},
-    ("3.1", "ResNet56", "subnet", 4, True): {"params": "0.86", "gflops": "0.103", "ratio_params": "15.87", "ratio_gflops": "39.61"},
-    ("3.1", "ResNet56", "subnet", 4, False): {"params": "0.86", "gflops": "0.067", "ratio_params": "15.87", "ratio_gflops": "60.90"},
-    ("3.1", "ResNet110", "global", 1, None): {"params": "27.62", "gflops": None, "inferred": [("0.207", "39.76"), ("0.135", "60.96")]},
-    ("3.1", "ResNet110", "subnet", 4, True): {"params": "1.74", "gflops": "0.207", "ratio_params": "15.87", "ratio_gflops": "39.76"},
-    ("3.1", "ResNet110", "subnet", 4, False): {"params": "1.74", "gflops": "0.135", "ratio_params": "15.87", "ratio_gflops": "60.96"},
-    # Table 3.4, Food101 (101 classes, 1024-wide hidden FC), K = 4, 8, 16.
-    ("3.4", "ResNet50", "global", 1, None): {"params": "25.79", "gflops": "7.79"},
-    ("3.4", "ResNet50", "subnet", 4, None): {"params": "1.66", "gflops": "0.23"},
-    ("3.4", "ResNet50", "subnet", 8, None): {"params": "0.43", "gflops": "0.028"},
-    ("3.4", "ResNet50", "subnet", 16, None): {"params": "0.12", "gflops": "0.0056"},
-    ("3.4", "ResNet101", "global", 1, None): {"params": "44.86", "gflops": "15.26"},
-    ("3.4", "ResNet101", "subnet", 4, None): {"params": "2.87", "gflops": "0.42"},
-    ("3.4", "ResNet101", "subnet", 8, None): {"params": "0.74", "gflops": "0.050"},
-    ("3.4", "ResNet101", "subnet", 16, None): {"params": "0.20", "gflops": "0.0096"},
-}
+PAPER: dict[tuple, dict] = load_paper()
 
 TITLES = {
     "2.2": "Table 2.2 - VGG16, ResNet50, ResNet101 (ImageNet, 1000 classes), K = 4, input 224 (sub-networks 112)",
@@ -242,7 +248,7 @@ def discussion(rows: list[dict]) -> str:
         "Two counting conventions are needed, one per table:\n\n"
         f"* **Table 2.2 - torchvision convention** (no conv bias, BatchNorm scale + bias only): ResNet50 "
         f"{r50['params']:,}, ResNet101 {r101['params']:,}, which are exactly torchvision's counts. VGG16 is "
-        f"{vg['params']:,} (sub-network {vs['params']:,}); the paper's 138.35M / 4.17M are these numbers "
+        f"{vg['params']:,} (sub-network {vs['params']:,}); the paper's {vg['paper_params_printed']} / {vs['paper_params_printed']} are these numbers "
         "*truncated* (rounding would print 138.36M / 4.18M). VGG16's count also shows that Table 2.2 is for "
         "224x224 inputs, not the caption's 214x214: at 214 the flatten would see 6x6x512 and VGG16 would have "
         "111.09M parameters.\n"
@@ -271,7 +277,7 @@ def discussion(rows: list[dict]) -> str:
         f"{r50['paper_gflops']} / {r101['paper_gflops']} ({_pct(r50['gflops_rel_diff'])} / "
         f"{_pct(r101['gflops_rel_diff'])} at 224). The paper's values are *below* our (2.10) counts at every "
         "input size from 209 up and above them below 209: (2.10) jumps from 6.85 / 13.24 at 207-208 pixels to "
-        "7.41 / 14.82 at 209, so *no* input size gives 7.10 or 14.62; torchvision's "
+        f"7.41 / 14.82 at 209, so *no* input size gives {r50['paper_gflops']} or {r101['paper_gflops']}; torchvision's "
         "stride placement (`stride_on='3x3'`) and valid (unpadded) max-pooling do not help either. We cannot "
         "reproduce these two values. The sub-networks are close "
         f"(ours {_fmt_g(r50s['gflops'])} / {_fmt_g(r101s['gflops'])} at 112, "

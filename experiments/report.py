@@ -3,11 +3,13 @@
     python -m experiments.report [--results results] [--out results/REPORT.md]
 
 Reads every ``<results>/<experiment>/results.json`` (any experiment name) and the paper's numbers
-(``experiments/paper_numbers.json``, Tables 3.1-3.5 of Gu, Zhang, Liu, Cai, ETNA 2022) and writes
+(``experiments/paper_numbers.json``, Tables 2.2 and 3.1-3.5 of Gu, Zhang, Liu, Cai, ETNA 56, 2022: the
+project's one transcription of them, which :mod:`experiments.complexity` reads too) and writes
 one markdown file (default ``<results>/REPORT.md``): a header listing the experiments found (preset,
 device, date, command, wall time) and those expected but missing, one table per paper table with
 our value next to the paper's, our entries of tables the paper does not have, and per experiment
-its stand-in, its notes (deviations) and its figures.  Missing results are listed as missing,
+its stand-in, its notes (deviations) and its figures.  Our values from an experiment that ran a
+stand-in (e.g. Fashion-MNIST and ResNet-8 filed under CIFAR-10 / ResNet32) are marked "(stand-in)".  Missing results are listed as missing,
 never invented; an unreadable results.json is reported, not fatal.  The CNN-DNN experiment
 (``results/cnn_dnn/``, Klawonn et al.) and the layer-parallel one (``results/layer_parallel/``,
 Guenther et al.) have no paper numbers here (only the abstracts are available): their tables
@@ -35,11 +37,13 @@ NO_PAPER_NUMBERS = {
                       "table is under 'Tables not in the paper'.",
 }
 # Which experiment is expected to fill each paper table (for the "no results yet" hint).
-PRODUCERS = {"3.1": "cifar", "3.2": "cifar", "3.3": "cifar", "3.4": "partitions", "3.5": "partitions"}
+PRODUCERS = {"2.2": "complexity", "3.1": "cifar", "3.2": "cifar", "3.3": "cifar", "3.4": "partitions", "3.5": "partitions"}
 PAPER_PATH = pathlib.Path(__file__).with_name("paper_numbers.json")
 
 
 def run_hint(name: str) -> str:
+    if name == "complexity":  # counts, no training: no presets
+        return "`python -m experiments.complexity` (writes complexity.md beside the report's results)"
     return (f"`python -m experiments.{name} --preset cpu-smoke` (offline) or "
             f"`python -m experiments.{name} --preset paper` (the paper's setting)")
 
@@ -112,6 +116,12 @@ def split_keys(entries: list) -> tuple[list, dict]:
     return varying, fixed
 
 
+def our_cell(res: dict, e: dict) -> str:
+    """Our value; marked when the experiment ran a stand-in (another dataset or a smaller network
+    than the paper's key names: the row compares a stand-in with the paper, not a reproduction)."""
+    return fmt(e, missing="not measured") + (" (stand-in)" if res.get("stand_in") else "")
+
+
 def source(res: dict, e: dict) -> str:
     s = f"{res['experiment']}/{res.get('preset', '?')}"
     extra = [x for x in (e.get("ours"), e.get("note")) if x]
@@ -137,8 +147,8 @@ def paper_section(tid: str, table: dict, ours: list) -> list:
         used.update(i for i, _, _ in hits)
         if not hits:
             rows.append((p, "missing", pcell(p), "-"))
-        rows += [(p, fmt(e, missing="not measured"), pcell(p), source(r, e)) for _, r, e in hits]
-    rows += [(e, fmt(e, missing="not measured"), "-", source(r, e))
+        rows += [(p, our_cell(r, e), pcell(p), source(r, e)) for _, r, e in hits]
+    rows += [(e, our_cell(r, e), "-", source(r, e))
              for i, (r, e) in enumerate(ours) if i not in used]
     varying, fixed = split_keys([r[0] for r in rows])
     if fixed:
@@ -153,12 +163,12 @@ def paper_section(tid: str, table: dict, ours: list) -> list:
     return out + ([""] if footnotes else [])
 
 
-def other_section(tid: str, ours: list) -> list:
-    varying, fixed = split_keys([e for _, e in ours])
+def other_section(tid: str, entries: list) -> list:
+    varying, fixed = split_keys([e for _, e in entries])
     out = [f"### {tid}", ""]
     if fixed:
         out += ["Fixed: " + ", ".join(f"{k} = {v}" for k, v in fixed.items()), ""]
-    rows = [[e.get(k) for k in varying] + [fmt(e, missing="not measured"), source(r, e)] for r, e in ours]
+    rows = [[e.get(k) for k in varying] + [our_cell(r, e), source(r, e)] for r, e in entries]
     return out + [md_table(varying + ["ours", "from"], rows), ""]
 
 

@@ -225,14 +225,34 @@ def test_peaks_data():
 def test_modeled_critical_path():
     s = lp.Solver(cfactor=4, levels=2, relax="F")
     # initial F-relax (3) + residual (1); per iteration: residual 1 + coarse step phi_c of the FAS
-    # right-hand side 1 + F-interp 3 + coarse 16 serial steps
-    assert lp.critical_path(64, s, 2) == 4 + 2 * (1 + 1 + 3 + 16)
-    # 3 levels, 64 -> 16 -> 4: fine (F) 1 + 1 + 3; level 1 (FCF, 4 chunks on 16 processors) 7 + 1 + 1 + 3; coarsest 4
-    assert lp.critical_path(64, lp.Solver(cfactor=4, levels=3), 1) == 4 + (1 + 1 + 3) + (7 + 1 + 1 + 3) + 4
-    # fewer processors: every level's chunks in ceil(chunks / P) groups
-    assert lp.critical_path(64, s, 1, processors=4) == 4 * 3 + 1 + 4 * (1 + 1 + 3) + 16
+    # right-hand side 1 + F-interp 3 + coarse 16 serial steps + the stopping test's fine residual 1
+    # (solve() computes it after the cycle and again at the next cycle's start: counted as run)
+    assert lp.critical_path(64, s, 2) == 4 + 2 * (1 + 1 + 3 + 16 + 1)
+    # 3 levels, 64 -> 16 -> 4: fine (F) 1 + 1 + 3; level 1 (FCF, 4 chunks on 16 processors) 7 + 1 + 1 + 3;
+    # coarsest 4; stopping residual 1
+    assert lp.critical_path(64, lp.Solver(cfactor=4, levels=3), 1) == 4 + (1 + 1 + 3) + (7 + 1 + 1 + 3) + 4 + 1
+    # fewer processors: every level's chunks in ceil(chunks / P) groups (the initial residual too)
+    assert lp.critical_path(64, s, 1, processors=4) == 4 * (3 + 1) + 4 * (1 + 1 + 3) + 16 + 4
     deep = lp.Solver(cfactor=4, levels=5)
     assert lp.critical_path(4096, deep, 2) < lp.critical_path(4096, lp.Solver(cfactor=4, levels=2), 2)
+
+
+def _info(residuals):
+    r = np.full(8, np.nan)
+    r[: len(residuals)] = residuals
+    return lp.SolveInfo(np.int32(len(residuals) - 1), r, np.int32(-1), np.int32(-1))
+
+
+def test_conv_factor_of_an_exact_solve_is_the_rate_before_it():
+    # residuals 1, 0.5, 0.125, 0.03125 then exactly 0: the rate before the exact step is 1/4
+    info = _info([1.0, 0.5, 0.125, 0.03125, 0.0])
+    assert lp.conv_factor(info) == pytest.approx(0.25)
+    assert lp.conv_factor(info, skip_first=False) == pytest.approx((0.03125 / 1.0) ** (1 / 3))
+    assert lp.conv_factor(_info([1.0, 0.5, 0.125, 0.0, 0.0])) == pytest.approx(0.25)
+    assert lp.conv_factor(_info([1.0, 0.5, 0.0])) == 0.0  # exact in the first counted iteration
+    assert np.isnan(lp.conv_factor(_info([1.0, 0.5])))  # one iteration: none after the first
+    assert lp.conv_factor(_info([2.0, 1.0, 0.5])) == pytest.approx(0.5)
+    assert lp.residual_reduction(_info([2.0, 1.0, 0.5])) == pytest.approx(0.25)
 
 
 def test_bad_input():

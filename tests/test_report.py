@@ -2,6 +2,7 @@
 built from synthetic results.json files (no training; fast)."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -23,14 +24,16 @@ def find(paper, table, **keys):
 
 # ------------------------------------------------------------------------------ paper numbers
 def test_paper_numbers_well_formed(paper):
-    assert list(paper["tables"]) == ["3.1", "3.2", "3.3", "3.4", "3.5"]
+    assert list(paper["tables"]) == ["2.2", "3.1", "3.2", "3.3", "3.4", "3.5"]
     for tid, table in paper["tables"].items():
         assert table["caption"] and table["entries"]
         seen = set()
         for e in table["entries"]:
             assert e["table"] == tid and e["row"] and e["metric"]
-            assert set(e) <= set(KEYS) | {"value", "note"}
+            assert set(e) <= set(KEYS) | {"value", "note", "printed"}
             v = e["value"]
+            if "printed" in e:  # the digits as printed agree with the value
+                assert float(e["printed"]) == v, e
             assert v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
             if e["metric"] in ("acc", "top1", "top5"):
                 assert 0 <= v <= 1
@@ -56,6 +59,25 @@ def test_paper_numbers_spot_checks(paper):
     g110 = find(paper, "3.1", row="global-net", metric="gflops", dataset="cifar10", model="ResNet110", K=4)
     sub = find(paper, "3.1", row="sub-net", metric="gflops", dataset="cifar10", model="ResNet110", overlap=True, K=4)
     assert sub == 0.207 and g110 == pytest.approx(0.207 * 39.76, abs=0.005)
+
+
+def test_complexity_reads_the_one_transcription(tmp_path):
+    """experiments.complexity's paper counts come from paper_numbers.json (no second copy): an edited
+    file changes them; the printed digits (trailing zeros) survive."""
+    from experiments import complexity
+
+    assert complexity.PAPER[("2.2", "VGG16", "global", 1, None)] == {"params": "138.35", "gflops": "31.65"}
+    assert complexity.PAPER[("3.4", "ResNet101", "subnet", 16, None)]["params"] == "0.20"  # not 0.2
+    g56 = complexity.PAPER[("3.1", "ResNet56", "global", 1, None)]
+    assert g56["gflops"] is None and g56["inferred"] == [("0.103", "39.61"), ("0.067", "60.90")]
+    data = report.load_paper_numbers()
+    for e in data["tables"]["2.2"]["entries"]:
+        if e["model"] == "VGG16" and e["row"] == "global-net" and e["metric"] == "params_M":
+            e["printed"], e["value"] = "138.36", 138.36
+    path = tmp_path / "paper.json"
+    path.write_text(json.dumps(data))
+    assert complexity.load_paper(path)[("2.2", "VGG16", "global", 1, None)]["params"] == "138.36"
+    assert not hasattr(complexity, "TABLE_2_2") and "138.35" not in pathlib.Path(complexity.__file__).read_text()
 
 
 def test_match_needs_every_key_present_in_either():
@@ -112,6 +134,16 @@ def test_report_joins_ours_with_paper(tmp_path):
     assert "![Figure 3.1](cifar/fig3_1_times.png)" in text
     assert "Figure 3.2: missing" in text and "![Figure 3.2]" not in text
     assert "Fashion-MNIST 28x28" in text and "- deviation: sub-networks slower" in text
+    assert "71.23% (stand-in)" in ours_line  # a stand-in's value filed under the paper's keys is marked
+
+
+def test_values_of_a_paper_setting_run_are_not_marked(tmp_path):
+    d = write_cifar(tmp_path)
+    res = json.loads((d / "results.json").read_text())
+    res["preset"], res["stand_in"] = "paper", None
+    (d / "results.json").write_text(json.dumps(res))
+    line = next(l for l in report.build_report(tmp_path).splitlines() if "71.23%" in l)
+    assert "stand-in" not in line
 
 
 def test_unreadable_results_reported(tmp_path):

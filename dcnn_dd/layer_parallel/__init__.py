@@ -15,7 +15,7 @@ parameter gradients, ``custom_vjp``), ``train.py`` (serial / exact / one-shot tr
 from dcnn_dd.layer_parallel.adjoint import apply, backward, final, forward, gradients, param_grads, states
 from dcnn_dd.layer_parallel.mgrit import (
     NonFiniteResidualError, SolveInfo, Solver, check, conv_factor, critical_path, hierarchy, layers_mesh, max_levels,
-    solve,
+    residual_reduction, solve,
 )
 from dcnn_dd.layer_parallel.model import ODEResNet, cross_entropy, tikhonov, time_derivative
 from dcnn_dd.layer_parallel.train import METHODS, Method, TrainState, init_state, make_step
@@ -23,6 +23,6 @@ from dcnn_dd.layer_parallel.train import METHODS, Method, TrainState, init_state
 __all__ = [
     "METHODS", "Method", "NonFiniteResidualError", "ODEResNet", "SolveInfo", "Solver", "TrainState", "apply",
     "backward", "check", "conv_factor", "critical_path", "cross_entropy", "final", "forward", "gradients",
-    "hierarchy", "init_state", "layers_mesh", "make_step", "max_levels", "param_grads", "solve", "states",
+    "hierarchy", "init_state", "layers_mesh", "make_step", "max_levels", "param_grads", "residual_reduction", "solve", "states",
     "tikhonov", "time_derivative",
 ]

@@ -168,15 +168,27 @@ def conv_factor(info: SolveInfo, skip_first: bool = True) -> float:
     ``skip_first=True`` (the asymptotic factor, as MGRIT papers report it): (r_k / r_1)^(1/(k-1)),
     leaving out the first iteration, whose factor reflects the initial guess (u_0 copied to every
     layer: the first correction can even raise the C-point residual).  ``skip_first=False``:
-    (r_k / r_0)^(1/k) over all iterations.  0 when the residual reached exactly 0; NaN when too few
-    iterations ran."""
+    (r_k / r_0)^(1/k) over all iterations.  When the last residuals are exactly 0 (an exact solve,
+    e.g. two-level F-relaxation after N/m iterations), the factor of the iterations before them;
+    0 when the residual reached 0 in the first counted iteration; NaN when too few iterations ran."""
     k, first = int(info.iterations), 1 if skip_first else 0
     if k - first < 1:
         return float("nan")
-    r0, rk = float(info.residuals[first]), float(info.residuals[k])
-    if r0 == 0 or rk == 0:
+    r = [float(x) for x in info.residuals[: k + 1]]
+    if r[first] == 0:
         return 0.0
-    return (rk / r0) ** (1.0 / (k - first))
+    while r[k] == 0 and k - 1 > first:  # exact: (r_k / r_first) would be 0 whatever the rate before
+        k -= 1
+    if r[k] == 0:
+        return 0.0
+    return (r[k] / r[first]) ** (1.0 / (k - first))
+
+
+def residual_reduction(info: SolveInfo) -> float:
+    """r_k / r_0: the residual left after the solve's ``k`` iterations, relative to the initial one."""
+    k = int(info.iterations)
+    r0 = float(info.residuals[0])
+    return float(info.residuals[k]) / r0 if r0 > 0 else 0.0
 
 
 # --- chunk-parallel building blocks ------------------------------------------------------------
@@ -366,9 +378,9 @@ def critical_path(n_steps: int, solver: Solver, iterations: int, processors: int
     level's F is the previous interpolation), the residual at the C-points (1), the coarse step
     ``phi_c`` of the FAS right-hand side (1: Phi_c(v_{J-1}) runs on the processor of chunk J-1,
     which also computes the residual step from its last F-point) and the interpolating
-    F-relaxation (m-1); the coarsest level serially (N_L steps).  The fine residual norm that
-    decides the stop equals the next iteration's first residual (F) or C-relaxation (FCF), so it
-    is not counted twice."""
+    F-relaxation (m-1); the coarsest level serially (N_L steps); and the fine residual after the
+    cycle whose norm decides the stop (1).  :func:`solve` computes that residual afresh at the
+    start of the next cycle, so it is counted as run: twice."""
     sizes = hierarchy(n_steps, solver)
     m, P_ = solver.cfactor, processors or n_steps // solver.cfactor  # noqa: N806
     per_iter = 0
@@ -379,5 +391,7 @@ def critical_path(n_steps: int, solver: Solver, iterations: int, processors: int
             relax -= m - 1  # done by the previous iteration's interpolation
         per_iter += groups * (relax + 1 + 1 + (m - 1))  # relax, residual, phi_c, interpolation
     per_iter += sizes[-1]
-    start = math.ceil(n_steps // m / P_) * (m - 1) + 1
+    fine_groups = math.ceil(n_steps // m / P_)
+    per_iter += fine_groups  # the stopping test's fine residual
+    start = fine_groups * ((m - 1) + 1)  # the initial F-relaxation and residual
     return start + iterations * per_iter
