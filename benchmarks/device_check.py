@@ -40,7 +40,7 @@ measured, the note says why) or ``failed`` (errors; the note has the error's las
    steps on the CPU backend.  (Part 2 times the engine's data-parallel step itself.)
 5. ``time_to_accuracy`` - if the four Fashion-MNIST IDX files are in ``--data``, the honest
    time-to-accuracy protocol for one seed: ``python -m experiments.payoff --preset device --seeds 1
-   --networks exact``
+   --networks exact`` (``--dry-run``: the ``tiny`` preset's ``base`` variant only)
    in a subprocess with the part's remaining budget as its timeout (and ``XLA_PYTHON_CLIENT_PREALLOCATE=false``:
    this process holds JAX's preallocated GPU memory); its ``results.json`` is copied in.
 
@@ -51,7 +51,8 @@ What it should reach (issue 18):
 * MGRIT: wall-time speedup > 1 for N >= 1024, growing with N;
 * backend paths: the sharded and data-parallel results equal their references to float32 rounding;
 * time to accuracy: the GNet-T pipeline reaches GNet-R's final accuracy sooner (``ratio_mean`` < 1 in
-  ``payoff``; on 2 CPU cores ``snets=32+warmup`` measured 0.54).
+  ``payoff``; on 2 CPU cores ``snets=32+warmup`` measured 0.54 and 0.76 on two machines, see
+  docs/README "Does it pay off?").
 
 Cost: at most ``--budget-s`` (480 s) after the imports.  ``--dry-run``: tiny sizes (a small
 PlainCNN instead of ResNet32, N = 32, one batch size, K=2 in part 4) compiled with most XLA
@@ -101,6 +102,7 @@ class Sizes:
     mgrit_batch: int
     check_K: int  # noqa: N815  (part 4: sub-networks in the strategy check)
     payoff_preset: str
+    payoff_variants: str | None = None  # None: every variant of the preset
 
 
 FULL = Sizes(model={"name": "cifar_resnet", "depth": 32, "widths": [64, 128, 256]}, subnet_batches=(128, 512),
@@ -110,7 +112,7 @@ FULL = Sizes(model={"name": "cifar_resnet", "depth": 32, "widths": [64, 128, 256
 DRY = Sizes(model={"name": "plain", "features": [4], "pool_after": [0], "fc": []}, subnet_batches=(8,),
             strategies=("vmap", "sequential"), repeats=1, sweep_batches=(16,), sweep_steps=1, sweep_warmup=1,
             sweep_train_size=256, mgrit_sizes=(32,), mgrit_width=8, mgrit_batch=32, check_K=2,
-            payoff_preset="tiny")
+            payoff_preset="tiny", payoff_variants="base")
 
 
 # ------------------------------------------------------------------------------------------ bookkeeping
@@ -351,6 +353,8 @@ def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
     run_dir = report.out / "payoff"
     cmd = [sys.executable, "-m", "experiments.payoff", "--preset", sz.payoff_preset, "--seeds", "1",
            "--networks", "exact", "--data", str(data), "--out", str(run_dir), "--no-progress"]
+    if sz.payoff_variants:
+        cmd += ["--variants", sz.payoff_variants]
     part["command"] = " ".join(map(shlex.quote, cmd))
     # this process keeps the GPU memory JAX preallocated (75%); the child takes what it needs of the rest
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ,

@@ -5,6 +5,7 @@
     python -m experiments.payoff --preset tiny       # ~100 s; the test suite's variant
     python -m experiments.payoff --preset device     # one GPU, one seed (benchmarks.device_check)
     python -m experiments.payoff --seeds 5 --networks exact   # more seeds, one network
+    python -m experiments.payoff --preset full --variants base,K=16   # a subset of a preset's variants
 
 The protocol (issue 13):
 
@@ -385,6 +386,11 @@ def run(args) -> dict:
     if unknown or (args.seeds is not None and args.seeds < 1):
         raise ValueError(f"--networks {unknown}: choose from {list(p.networks)}" if unknown else
                          f"--seeds {args.seeds}: give at least 1")
+    offered = {v.name for n in nets for v in p.variants[n]}
+    chosen = set(args.variants.split(",")) if args.variants else offered
+    if chosen - offered:
+        raise ValueError(f"--variants {sorted(chosen - offered)}: the preset {args.preset!r} offers {sorted(offered)}")
+    nets = [n for n in nets if any(v.name in chosen for v in p.variants[n])]
     cases, sweeps, targets, notes = [], {}, {}, []
     for net in nets:
         # ---- GNet-R: the learning-rate sweep on the first seed, then every seed at the best
@@ -421,7 +427,7 @@ def run(args) -> dict:
         log(f"{net}: GNet-R lr sweep {sweep} -> {best.name}; target {target:.4f}")
 
         # ---- GNet-T: per variant, SNets shared by budget (and by K)
-        variants = p.variants[net]
+        variants = [v for v in p.variants[net] if v.name in chosen]
         snaps: dict = {}
 
         def pipeline(v, seed, net=net, target=target):
@@ -551,6 +557,7 @@ def main(argv=None) -> dict:
 def _args(p) -> None:
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
     p.add_argument("--networks", help="comma-separated subset of the preset's networks (exact, resnet)")
+    p.add_argument("--variants", help="comma-separated subset of the preset's variants (e.g. base,snets=32+warmup)")
 
 
 if __name__ == "__main__":

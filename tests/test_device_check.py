@@ -167,7 +167,8 @@ def test_time_to_accuracy_part_runs_the_payoff_protocol(tmp_path):
     tta = doc["parts"]["time_to_accuracy"]
     assert tta["status"] == "ok", tta["notes"]
     assert "--networks exact" in tta["command"] and "--preset tiny" in tta["command"]
+    assert "--variants base" in tta["command"]  # the dry run: one variant (the device run: the preset's all)
     rows = tta["rows"]
-    assert rows and {r["network"] for r in rows} == {"exact"}
+    assert rows and {(r["network"], r["variant"]) for r in rows} == {("exact", "base")}
     assert all(len(r["gnet_t_first_hit_s"]) == 1 and "ratio_mean" in r for r in rows)
     assert (tmp_path / "payoff" / "results.json").exists()
