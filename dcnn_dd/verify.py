@@ -33,7 +33,7 @@ import numpy as np
 from dcnn_dd.compose import Plan, _is_var, _subjaxpr, path_str
 from dcnn_dd.grid import Grid, decompose_input
 
-README_SECTION = "README.md, section 'What plan_for checks'"
+README_SECTION = "docs/api.md, section 'What plan_for checks'"
 
 # module kinds (class names) the rules of dcnn_dd.rules cover, or that carry no parameters and act
 # element-wise; anything else that deviates is named as a possible layer kind without a rule

@@ -54,7 +54,7 @@ Presets:
   GNet-R 4 epochs (both sides may train up to 6 global epochs to reach the target), SNets at
   1e-3, strategy ``sequential`` (measured faster than ``vmap`` here); seeds 0, 1, 2; ``exact``
   with ``base`` and ``snets=32+warmup``, ``resnet`` with ``base`` and ``regional``.  Cost: about
-  25 min on 2 CPU cores (README, "Does it pay off?", gives the measured time).  Should reach:
+  25 min on 2 CPU cores (docs/payoff.md gives the measured time).  Should reach:
   snets=32+warmup at a ratio of at most 0.6, the regional composed ResNet above its best
   sub-network.
 * ``screen``: every ``exact`` variant on one seed (``SCREEN_SEED`` = 3, held out from the default
@@ -129,7 +129,7 @@ class Preset:
     snet_epochs: int = 4
     gnet_r_epochs: int = 5
     cap_epochs: int = 7
-    strategy: str = "sequential"  # measured on 2 CPU cores (README); "auto" measures per pipeline (counted)
+    strategy: str = "sequential"  # measured on 2 CPU cores (docs/payoff.md); "auto" measures per pipeline (counted)
     lr_sweep: dict | None = None  # network -> GNet-R's sweep (default: LR_SWEEP)
 
 
@@ -297,7 +297,7 @@ def gnet_t(ex, snap: dict, variant: Variant, epochs: int, progress: bool) -> tup
     with clock:
         exf = ex.without_compiled()
         # the plan's self-check (plan_for(verify=True), a one-time cost per pipeline) is not timed here:
-        # the engine's run() pays it; the README states its measured cost
+        # the engine's run() pays it; docs/payoff.md states its measured cost
         plan = plan_for(exf.model, exf.sub, exf.grid, input_shape=(1, *exf.image_shape), verify=False)
         gvars = jax.device_get(jax.jit(lambda s: compose(plan, s))(snap["variables"]))
         opt = None
@@ -477,7 +477,7 @@ def run(args) -> dict:
         cases += [case(v, seeds) for v in variants]
         if len(seeds) == 1:
             notes.append(f"{net}: one seed ({seeds[0]}): a screen; single-seed differences of a few seconds are "
-                         "within the seed-to-seed spread (README, 'Does it pay off?')")
+                         "within the seed-to-seed spread (docs/payoff.md)")
 
     results = {"cases": cases, "targets": targets, "gnet_r_lr_sweep": sweeps, "seeds": seeds,
                "protocol": {"clock": "one wall clock per pipeline, started before anything of it runs",

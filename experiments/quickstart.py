@@ -21,7 +21,7 @@ the composed network's logits equal the sum of the sub-networks' logits (Theorem
 rounding.  ``--model resnet`` leaves that setting (global average pooling, same padding,
 BatchNorm): the composed network then only approximates the sum (see tests/test_deviations.py).
 
-Cost (2 CPU cores): about 5 minutes with the defaults.  What it should reach: see the README
+Cost (2 CPU cores): about 5 minutes with the defaults.  What it should reach: see docs/engine.md
 (measured numbers with this command).  Writes ``results/quickstart/``: ``summary.json`` (the
 keys of issue 3), ``metrics.jsonl``, ``accuracy.png``, ``phase_times.png``, checkpoints.  Killing
 it and re-running the same command resumes where it stopped.

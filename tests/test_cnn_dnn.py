@@ -86,7 +86,7 @@ def test_logit_sum_and_shape_errors():
 
 
 def test_dnn_default_size_at_paper_scale_as_documented():
-    """The sizes the README and default_hidden's docstring quote (CIFAR-100, K=16, ResNet32 64/128/256
+    """The sizes docs/cnn_dnn.md and default_hidden's docstring quote (CIFAR-100, K=16, ResNet32 64/128/256
     on 4x4 sub-images of 10x10): the default DNN outweighs the 16 local CNNs together."""
     from dcnn_dd.complexity import count_params
     from dcnn_dd.models import CifarResNet
@@ -201,20 +201,17 @@ def test_coherent_gradients_reach_every_local_cnn(coherent_case):
     assert float(jnp.abs(g["dnn"]["Head"]["kernel"]).max()) > 0
 
 
-# ------------------------------------------------------------------------------ the README section
+# ------------------------------------------------------------------- the docs page (docs/cnn_dnn.md)
 def _readme_blocks():
-    import pathlib
-    import re
+    """The CNN-DNN page's model example and training example, as (page, block)."""
+    from tests.docs_pages import cnn_dnn_blocks
 
-    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "dcnn_dd.cnn_dnn" in b]
-    assert len(blocks) == 2, "README.md: the CNN-DNN section has a model example and a training example"
-    return blocks
+    return cnn_dnn_blocks()
 
 
 def test_readme_example_runs(capsys):
-    block = _readme_blocks()[0]
-    exec(compile(block, "README", "exec"), {})  # noqa: S102
+    page, block = _readme_blocks()[0]
+    exec(compile(block, page, "exec"), {})  # noqa: S102
     lines = capsys.readouterr().out.strip().splitlines()
     assert float(lines[0]) < 1e-4  # coherent forward == two-stage pipeline
 
@@ -227,7 +224,8 @@ def test_readme_training_example_is_a_valid_run(monkeypatch):
 
     calls = []
     monkeypatch.setattr(cd, "run", lambda *a, **k: calls.append(a) or {"acc": {}}, raising=False)
-    exec(compile(_readme_blocks()[1], "README", "exec"), {})  # noqa: S102
+    page, block = _readme_blocks()[1]
+    exec(compile(block, page, "exec"), {})  # noqa: S102
     (config, cfg, run_dir), = calls
     assert isinstance(config, Config) and isinstance(cfg, CNNDNNConfig) and run_dir == "results/my_cnn_dnn"
     assert build_grid(config.grid, (28, 28, 1)).K == config.K

@@ -7,7 +7,7 @@ meshes span all devices and every host value becomes a global array
 
 * Loopback / by hand: ``--coordinator 127.0.0.1:12355 --num-processes 2 --process-id {0,1}``.
 * Slurm: ``srun python -m experiments.quickstart --distributed`` - with no address JAX reads the
-  Slurm environment (``SLURM_*``) and picks the coordinator itself.  See the README.
+  Slurm environment (``SLURM_*``) and picks the coordinator itself.  See docs/engine.md.
 """
 
 from __future__ import annotations

@@ -1,0 +1,55 @@
+"""The documentation pages and their python examples: README.md (the front page) and docs/*.md.
+
+Each example is found by the page it lives on (and, where a page has several, by its content), so
+a test names what it runs; `tests/test_docs.py` checks that these selections cover every ```python
+block of every page.
+"""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).parents[1]
+_BLOCK = re.compile(r"```python\n(.*?)```", flags=re.S)
+
+
+def pages():
+    """README.md and every docs/*.md, as paths relative to the repository root."""
+    return ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
+
+
+def text(page):
+    return (ROOT / page).read_text()
+
+
+def python_blocks(page=None):
+    """(page, block) for every ```python block, of one page or of all of them."""
+    return [(p, b) for p in ([page] if page else pages()) for b in _BLOCK.findall(text(p))]
+
+
+def functional_api_block():
+    """The front page's first python block: the functional API on your own Flax module."""
+    return python_blocks("README.md")[0]
+
+
+def engine_block():
+    """The training engine's example (`Config` and `run`), the one python block of docs/engine.md."""
+    (block,) = python_blocks("docs/engine.md")
+    return block
+
+
+def layer_parallel_block():
+    """The layer-parallel example: the one block on any page that imports dcnn_dd.layer_parallel."""
+    (block,) = [b for b in python_blocks() if "dcnn_dd.layer_parallel" in b[1]]
+    return block
+
+
+def cnn_dnn_blocks():
+    """The CNN-DNN page's model example and training example (the blocks that import dcnn_dd.cnn_dnn)."""
+    blocks = [b for b in python_blocks() if "dcnn_dd.cnn_dnn" in b[1]]
+    assert len(blocks) == 2, "the CNN-DNN page has a model example and a training example"
+    return blocks
+
+
+def executed_blocks():
+    """Every block some test runs: test_readme.py and test_cnn_dnn.py run exactly these."""
+    return [functional_api_block(), engine_block(), layer_parallel_block(), *cnn_dnn_blocks()]
