@@ -80,9 +80,11 @@ def bench_verify(name, model, grid, channels, K):  # noqa: N803
     row = dict(network=name, partitions=K, input=list(grid.shape), sub_input=list(grid.sub_shape),
                plan_s=t_plain, plan_verified_s=t_verify, verify_extra_s=t_verify - t_plain,
                samples=rep.samples, exact=rep.exact, output_deviation=rep.output_deviation,
+               output_relative=rep.output_deviation / max(rep.output_scale, 1e-12),
                backend=jax.default_backend())
     print(f"{name:<10} K={K}  plan_for {t_plain:7.2f} s   with verification {t_verify:7.2f} s   "
-          f"extra {t_verify - t_plain:7.2f} s   exact={rep.exact}  output deviation {rep.output_deviation:.3g}")
+          f"extra {t_verify - t_plain:7.2f} s   exact={rep.exact}  output deviation {rep.output_deviation:.3g} "
+          f"(relative {row['output_relative']:.2g})")
     return row
 
 

@@ -52,7 +52,7 @@ What it should reach (issue 18):
 * backend paths: the sharded and data-parallel results equal their references to float32 rounding;
 * time to accuracy: the GNet-T pipeline reaches GNet-R's final accuracy sooner (``ratio_mean`` < 1 in
   ``payoff``; on 2 CPU cores ``snets=32+warmup`` measured 0.54 and 0.76 on two machines, see
-  docs/README "Does it pay off?").
+  docs/payoff.md).
 
 Cost: at most ``--budget-s`` (480 s) after the imports.  ``--dry-run``: tiny sizes (a small
 PlainCNN instead of ResNet32, N = 32, one batch size, K=2 in part 4) compiled with most XLA

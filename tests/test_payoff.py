@@ -101,6 +101,27 @@ def test_in_memory_store_continues_a_finished_phase():
     assert store.restore()[1] == {"epoch": 2, "done": False, "history": [1, 2]}
 
 
+def test_presets_default_is_the_confirmed_cases_and_the_screen_seed_is_held_out():
+    default, screen = payoff.PRESETS["cpu-smoke"], payoff.PRESETS["screen"]
+    assert {n: [v.name for v in vs] for n, vs in default.variants.items()} == {
+        "exact": ["base", "snets=32+warmup"], "resnet": ["base", "regional"]}
+    held_out = set(range(screen.first_seed, screen.first_seed + screen.seeds))
+    assert held_out and not held_out & set(range(default.first_seed, default.first_seed + default.seeds))
+    assert {v.name for v in screen.variants["exact"]} == {v.name for v in payoff.EXACT_VARIANTS}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variants", "nope"], "--variants ['nope']"),
+    (["--networks", "vgg"], "--networks ['vgg']"),
+    (["--seeds", "0"], "--seeds 0"),
+])
+def test_bad_selections_are_one_line_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        payoff.main(["--preset", "tiny", "--out", str(tmp_path), "--no-progress", *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # nothing measured
+
+
 # ------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
