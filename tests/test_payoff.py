@@ -65,13 +65,15 @@ def test_composed_adam_state_is_block_diagonal_with_zeros_elsewhere():
     stacked = dd.stack([s.opt_state for s in states])
     plan = dd.plan_for(net, sub, grid, input_shape=(1, 28, 28, 1))
     gparams = dd.compose(plan, dd.stack([s.variables for s in states]))["params"]
-    opt = compose_opt_state(plan, stacked, gparams)
+    composed = compose_opt_state(plan, stacked, gparams)
+    opt, stacked = composed.inner_state[0], stacked.inner_state[0]  # Adam's state inside inject_hyperparams
     assert isinstance(opt, optax.ScaleByAdamState)
-    assert int(opt.count) == int(states[0].opt_state.count) == 1
+    assert int(opt.count) == int(states[0].opt_state.inner_state[0].count) == 1
+    assert float(composed.hyperparams["learning_rate"]) == pytest.approx(1e-3)  # sub-network 0's (all equal)
     # the same structure and shapes as a fresh global optimiser state
     fresh = tx.init(gparams)
-    assert jax.tree.structure(opt) == jax.tree.structure(fresh)
-    assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(opt), jax.tree.leaves(fresh)))
+    assert jax.tree.structure(composed) == jax.tree.structure(fresh)
+    assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(composed), jax.tree.leaves(fresh)))
     pplan = params_plan(plan, gparams)
     for name in ("mu", "nu"):
         g, subs = getattr(opt, name), getattr(stacked, name)

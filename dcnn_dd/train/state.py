@@ -2,10 +2,11 @@
 
 A network's variables are split into ``params`` (trained) and ``model_state`` (the other
 mutable collections, e.g. BatchNorm's ``batch_stats``); the ``intermediates`` that the models
-``sow`` are never kept.  The optimiser ``tx`` gives the update *direction* (default: Adam's,
-``optax.scale_by_adam()``, the paper's optimiser); the learning rate is an explicit argument of
-:func:`train_step`, so the host can apply any schedule and the plateau rule per epoch (and per
-sub-network) without recompiling.
+``sow`` are never kept.  The optimiser is optax's Adam (the paper's) with its learning rate as
+optimiser state (``optax.inject_hyperparams``, :func:`default_tx`): :func:`train_step` takes the
+rate as an argument and writes it into that state before the update
+(:func:`with_learning_rate`), so the host can apply any schedule and the plateau rule per epoch
+(and per sub-network: the K states of a stack hold K rates) without recompiling.
 """
 
 from __future__ import annotations
@@ -33,8 +34,21 @@ class TrainState:
 
 
 def default_tx() -> optax.GradientTransformation:
-    """Adam's update direction; the engine multiplies it by ``-lr``."""
-    return optax.scale_by_adam()
+    """Adam (optax's defaults: b1 0.9, b2 0.999, eps 1e-8) with the learning rate injected as
+    optimiser state; :func:`train_step` sets it every step (:func:`with_learning_rate`).  Only the
+    rate is injected: injected as float32 arrays, b1, b2 and eps would round differently from
+    optax's Python constants and change every trained number in the last digits."""
+    return optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))(learning_rate=0.0)
+
+
+def with_learning_rate(opt_state, lr):
+    """``opt_state`` (of an ``optax.inject_hyperparams`` optimiser) with its ``learning_rate`` set to
+    ``lr``; any other optimiser state is returned as it is (its transformation owns its rate)."""
+    hyper = getattr(opt_state, "hyperparams", None)
+    if hyper is None or "learning_rate" not in hyper:
+        return opt_state
+    old = hyper["learning_rate"]
+    return opt_state._replace(hyperparams={**hyper, "learning_rate": jnp.asarray(lr, old.dtype).reshape(old.shape)})
 
 
 def split_variables(variables) -> tuple[Any, dict]:
@@ -91,7 +105,8 @@ def cross_entropy(logits, labels):
 
 
 def train_step(model, tx, state: TrainState, x, labels, lr):
-    """One optimiser step on a batch: softmax cross-entropy, ``params -= lr * tx(grads)``.
+    """One optimiser step on a batch: softmax cross-entropy, ``tx`` at learning rate ``lr``
+    (:func:`with_learning_rate`), ``optax.apply_updates``.
 
     Returns the new state and ``{'loss', 'accuracy'}`` of the batch (before the update).  Pure;
     BatchNorm statistics are the batch's (its mean over the global batch when ``x`` is sharded,
@@ -107,9 +122,8 @@ def train_step(model, tx, state: TrainState, x, labels, lr):
         return cross_entropy(logits, labels).mean(), (logits, new_ms)
 
     (loss, (logits, new_ms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    lr = jnp.asarray(lr, jnp.float32)
-    params = jax.tree.map(lambda p, u: p - (lr * u).astype(p.dtype), state.params, updates)
+    updates, opt_state = tx.update(grads, with_learning_rate(state.opt_state, lr), state.params)
+    params = optax.apply_updates(state.params, updates)
     acc = jnp.mean(jnp.argmax(logits, -1) == labels)
     new = state.replace(step=state.step + 1, params=params, model_state={**state.model_state, **new_ms}, opt_state=opt_state)
     return new, {"loss": loss, "accuracy": acc}
