@@ -145,6 +145,23 @@ def test_a_model_that_changed_is_a_mismatch_not_damage(tmp_path):
     assert meta == {"epoch": 1}
 
 
+def test_another_optimiser_state_is_a_mismatch_not_damage(tmp_path):
+    """A checkpoint written with another optimiser state (e.g. before the learning rate became
+    optimiser state) fits the model but not the state: a mismatch naming the leaves, not damage."""
+    import optax
+
+    from dcnn_dd.train.checkpoint import CheckpointMismatchError
+
+    store = RunDir(tmp_path, {}).phase("gnet_r")
+    variables = {"params": {"w": jnp.zeros((2, 3)), "b": jnp.ones(3)}, "batch_stats": {"m": jnp.zeros(3)}}
+    store.save(1, create_state(variables, optax.scale_by_adam()), {"epoch": 1})
+    with pytest.raises(CheckpointMismatchError) as e:
+        store.restore(create_state(variables, default_tx()))
+    msg = str(e.value)
+    assert "optimiser state differs" in msg and "hyperparams" in msg, msg
+    assert "rm -r" not in msg and "damaged" not in msg
+
+
 def _tampered_meta_cases():
     good = {"epoch": 1, "step_in_epoch": 0, "done": False, "history": [{"val_acc": 0.5}], "elapsed_s": 1.0,
             "train_s": 1.0, "plateau": [{"patience": 5, "factor": 0.3, "best": 0.5, "wait": 0, "scale": 1.0}]}

@@ -246,6 +246,14 @@ def _structure_mismatch(state_dir: Path, abstract) -> str | None:
     if only_saved or only_wanted:
         return ("the model leaves differ: " + (f"only in the checkpoint {only_saved[:5]}" if only_saved else "")
                 + ("; " if only_saved and only_wanted else "") + (f"only in the model {only_wanted[:5]}" if only_wanted else ""))
+    # the rest of the state: the optimiser's (e.g. a checkpoint written with another optimiser)
+    only_saved = sorted("/".join(k) for k in set(saved) - set(wanted))
+    only_wanted = sorted("/".join(k) for k in set(wanted) - set(saved))
+    if only_saved or only_wanted:
+        return ("the optimiser state differs (another optimiser, or an older version of this one): "
+                + (f"only in the checkpoint {only_saved[:5]}" if only_saved else "")
+                + ("; " if only_saved and only_wanted else "")
+                + (f"only in the state restored into {only_wanted[:5]}" if only_wanted else ""))
     return None
 
 
