@@ -3,6 +3,7 @@
     python -m benchmarks.input_pipeline                  # Fashion-MNIST + PlainCNN, CIFAR-shaped + ResNet8
     python -m benchmarks.input_pipeline --tiny           # Fashion-MNIST only, a few steps (what the tests run)
     python -m benchmarks.input_pipeline --batch-size 256
+    python -m benchmarks.input_pipeline --grain          # also Grain's pipeline (pip install grain)
 
 For each case, in one run on the current device, images per second of
 
@@ -17,6 +18,14 @@ also runs in a background thread, :class:`dcnn_dd.data.pipeline.Prefetcher`, ove
 steps).  Throughputs are medians over ``--repeats`` timings of ``--steps`` steps each (fewer, at least
 2, where a step is so slow that they would exceed ``--budget`` seconds), after a warm-up
 (compilation).  Writes ``results/bench/input_pipeline.json``.
+
+``--grain`` (needs ``pip install grain``; skipped with a message without it) adds, per case, the
+same measurements of Grain's pipeline (:mod:`benchmarks.grain_pipeline`): ``grain`` (Grain's
+per-record source, shuffle, batch) and ``grain-order`` (Grain over our own batch order and
+``source.take``), each run synchronously and prefetched; ours prefetched (``prefetched``: the
+:class:`~dcnn_dd.data.pipeline.Prefetcher` of training, 2 batches ahead) against Grain's
+``grain.experimental.device_put`` (host and device buffers of 2); and the checks of our
+pipeline's guarantees for Grain's (:func:`benchmarks.grain_pipeline.check_guarantees`).
 
 Cases: ``fashion`` - Fashion-MNIST 28x28x1 (the installed IDX files; uniform random bytes of the
 same shape if they are missing, reported as such), ``augment.FASHION``, 2x2 sub-images of 16x16,
@@ -90,7 +99,7 @@ def make_train_step(model, tx, batchnorm: bool):
     return jax.jit(step, donate_argnums=0)
 
 
-def bench(name, source, data_desc, model, grid, cfg, batchnorm, batch, steps, repeats, budget_s):
+def bench(name, source, data_desc, model, grid, cfg, batchnorm, batch, steps, repeats, budget_s, grain=None):
     mean = sources.channel_mean(source, max_samples=2000)
     order = pipeline.epoch_order(0, 0, len(source), batch)
     if len(order) == 0:
@@ -132,13 +141,68 @@ def bench(name, source, data_desc, model, grid, cfg, batchnorm, batch, steps, re
 
     host, device, full, step = (_throughput(f, steps, batch, repeats, budget_s)
                                 for f in (host_steps, device_steps, pipeline_steps, train_steps))
+    more = {} if grain is None else bench_grain(grain, source, prep, batch, steps, repeats, budget_s)
     n_params = sum(int(a.size) for a in jax.tree.leaves(params))
     row = dict(case=name, data=data_desc, image_shape=list(source.image_shape), batch=batch, K=grid.K,
                sub_shape=list(grid.sub_shape), augment=str(cfg), network=type(model).__name__, params=n_params,
                host_take_transfer_ips=host, device_preprocess_ips=device, pipeline_ips=full, train_step_ips=step,
                pipeline_over_step=full / step, max_steps=steps, repeats=repeats, backend=jax.default_backend(),
-               device=str(jax.devices()[0].device_kind))
+               device=str(jax.devices()[0].device_kind), **more)
     return row
+
+
+def bench_grain(grain, source, prep, batch, steps, repeats, budget_s):
+    """images/s of our pipeline prefetched and of Grain's two pipelines (synchronous, prefetched),
+    each with the same on-device preprocessing ``prep``, the step counter as the epoch."""
+    from benchmarks import grain_pipeline as gp
+
+    def consume(it, put):
+        counter = iter(range(10**9))
+
+        def run(n):
+            for _ in range(n):
+                b = next(it)
+                if put:
+                    b = jax.device_put(b)
+                jax.block_until_ready(prep(b["image"], b["index"], jnp.int32(next(counter))))
+        return run
+
+    def ours(n_epochs=gp.EPOCHS):  # the training path: pipeline.batches' generator in a Prefetcher
+        for epoch in range(n_epochs):
+            for idx in pipeline.epoch_order(0, epoch, len(source), batch):
+                images, labels, ids = pipeline.device_put_batch(source, idx)
+                yield {"image": images, "label": labels, "index": ids}
+
+    out = {}
+    with pipeline.Prefetcher(ours(), 2) as it:
+        out["prefetched_ips"] = _throughput(consume(it, False), steps, batch, repeats, budget_s)
+    for name, ds in (("grain", gp.dataset(grain, source, seed=0, batch=batch)),
+                     ("grain_order", gp.order_dataset(grain, source, seed=0, batch=batch))):
+        out[f"{name}_pipeline_ips"] = _throughput(consume(gp.iterator(grain, ds), True), steps, batch, repeats,
+                                                  budget_s)
+        for key, how in (("prefetched", "device_put"), ("reader_thread", "threads")):
+            it = gp.iterator(grain, ds, prefetch=2, how=how)
+            out[f"{name}_{key}_ips"] = _throughput(consume(it, how == "threads"), steps, batch, repeats, budget_s)
+            it.close()
+    return out
+
+
+def print_grain_table(rows, grain_version, guarantees):
+    print(f"\ngrain {grain_version}, the same on-device preprocessing: images/s (ratio to ours)")
+    head = f"{'case':<8} {'pipeline':<12} {'synchronous':>18} {'prefetched':>18} {'reader thread':>18}"
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        s, p = r["pipeline_ips"], r["prefetched_ips"]
+        print(f"{r['case']:<8} {'ours':<12} {s:>10,.0f} (1.00) {p:>10,.0f} (1.00) {'-':>18}")
+        for name in ("grain", "grain_order"):
+            a, b, c = (r[f"{name}_{k}_ips"] for k in ("pipeline", "prefetched", "reader_thread"))
+            print(f"{'':<8} {name.replace('_', '-'):<12} {a:>10,.0f} ({a / s:.2f}) {b:>10,.0f} ({b / p:.2f}) "
+                  f"{c:>10,.0f} ({c / p:.2f})")
+    print("prefetched: ours, the training Prefetcher (2 ahead); Grain, grain.experimental.device_put (2 + 2 ahead).\n"
+          "reader thread: Grain's ReadOptions(num_threads=1, prefetch_buffer_size=2), transfer in the consumer.")
+    print("guarantees, Grain's pipeline:")
+    for k, v in guarantees.items():
+        print(f"  {k}: {v}")
 
 
 def print_table(rows):
@@ -159,6 +223,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None, help="timings per measurement (default 3, --tiny 1)")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds per timing: fewer steps (>= 2) when one is slow (default 10, --tiny 2)")
+    ap.add_argument("--grain", action="store_true",
+                    help="also measure Grain's pipeline and check its guarantees (needs: pip install grain)")
     ap.add_argument("--out", default="results/bench")
     args = ap.parse_args(argv)
     steps = args.steps or (3 if args.tiny else 20)
@@ -171,10 +237,22 @@ def main(argv=None):
     if not args.tiny:
         cases.append(("cifar", random_source(max(4 * b, 1024), (32, 32, 3)), "random uint8 32x32x3",
                       CifarResNet(depth=8), paper_grid("cifar-overlap"), augment.CIFAR, True))
-    rows = [bench(*c, batch=b, steps=steps, repeats=repeats, budget_s=budget) for c in cases]
+    grain = None
+    if args.grain:
+        from benchmarks import grain_pipeline
+
+        grain = grain_pipeline.import_grain()
+        if grain is None:
+            print("--grain: skipped, grain is not installed (pip install grain, or pip install 'dcnn-dd[grain]')")
+    rows = [bench(*c, batch=b, steps=steps, repeats=repeats, budget_s=budget, grain=grain) for c in cases]
     print(f"device: {rows[0]['device']} ({rows[0]['backend']}); pipeline run synchronously, K=4 sub-images")
     print_table(rows)
-    write_json(args.out, "input_pipeline.json", {"rows": rows})
+    payload = {"rows": rows}
+    if grain is not None:
+        payload["grain"] = {"version": grain_pipeline.version(grain),
+                            "guarantees": grain_pipeline.check_guarantees(grain)}
+        print_grain_table(rows, payload["grain"]["version"], payload["grain"]["guarantees"])
+    write_json(args.out, "input_pipeline.json", payload)
     return rows
 
 
