@@ -60,3 +60,20 @@ def test_with_learning_rate_leaves_other_optimisers_alone():
     injected = default_tx().init(params)
     assert float(with_learning_rate(injected, 0.5).hyperparams["learning_rate"]) == 0.5
     assert float(injected.hyperparams["learning_rate"]) == 0.0  # a new state; the old one unchanged
+
+
+def test_a_direction_optimiser_steps_by_minus_lr_times_it():
+    """Any optimiser without an injected rate gives a direction (here plain gradient steps with
+    ``optax.identity()``): the step is -lr times it, as the multi-device checks rely on."""
+    model, variables, x, y = _setup()
+    tx = optax.identity()
+    state = create_state(variables, tx)
+    new, _ = train_step(model, tx, state, x[0], y[0], 0.1)
+
+    def loss(p):
+        logits = model.apply({"params": p}, x[0], train=True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y[0]).mean()
+
+    want = jax.tree.map(lambda p, g: p - (jnp.float32(0.1) * g).astype(p.dtype), state.params, jax.grad(loss)(state.params))
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

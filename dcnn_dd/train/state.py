@@ -41,12 +41,18 @@ def default_tx() -> optax.GradientTransformation:
     return optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))(learning_rate=0.0)
 
 
+def has_learning_rate(opt_state) -> bool:
+    """Whether ``opt_state`` holds an injected ``learning_rate`` (``optax.inject_hyperparams``)."""
+    hyper = getattr(opt_state, "hyperparams", None)
+    return isinstance(hyper, dict) and "learning_rate" in hyper
+
+
 def with_learning_rate(opt_state, lr):
     """``opt_state`` (of an ``optax.inject_hyperparams`` optimiser) with its ``learning_rate`` set to
-    ``lr``; any other optimiser state is returned as it is (its transformation owns its rate)."""
-    hyper = getattr(opt_state, "hyperparams", None)
-    if hyper is None or "learning_rate" not in hyper:
+    ``lr``; any other optimiser state is returned as it is."""
+    if not has_learning_rate(opt_state):
         return opt_state
+    hyper = opt_state.hyperparams
     old = hyper["learning_rate"]
     return opt_state._replace(hyperparams={**hyper, "learning_rate": jnp.asarray(lr, old.dtype).reshape(old.shape)})
 
@@ -105,8 +111,11 @@ def cross_entropy(logits, labels):
 
 
 def train_step(model, tx, state: TrainState, x, labels, lr):
-    """One optimiser step on a batch: softmax cross-entropy, ``tx`` at learning rate ``lr``
-    (:func:`with_learning_rate`), ``optax.apply_updates``.
+    """One optimiser step on a batch: softmax cross-entropy, ``tx`` at learning rate ``lr``,
+    ``optax.apply_updates``.  With an injected rate (:func:`default_tx`) ``lr`` is written into the
+    optimiser state (:func:`with_learning_rate`); any other ``tx`` gives an update *direction*
+    (e.g. ``optax.scale_by_adam()``, ``optax.identity()`` for plain gradient steps), scaled by
+    ``-lr``.
 
     Returns the new state and ``{'loss', 'accuracy'}`` of the batch (before the update).  Pure;
     BatchNorm statistics are the batch's (its mean over the global batch when ``x`` is sharded,
@@ -122,7 +131,12 @@ def train_step(model, tx, state: TrainState, x, labels, lr):
         return cross_entropy(logits, labels).mean(), (logits, new_ms)
 
     (loss, (logits, new_ms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, with_learning_rate(state.opt_state, lr), state.params)
+    if has_learning_rate(state.opt_state):
+        updates, opt_state = tx.update(grads, with_learning_rate(state.opt_state, lr), state.params)
+    else:  # a direction: the step is -lr times it
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        lr = jnp.asarray(lr, jnp.float32)
+        updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     acc = jnp.mean(jnp.argmax(logits, -1) == labels)
     new = state.replace(step=state.step + 1, params=params, model_state={**state.model_state, **new_ms}, opt_state=opt_state)
