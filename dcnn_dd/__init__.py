@@ -8,6 +8,8 @@ The functional core (Gu, Zhang, Liu, Cai, ETNA 2022):
     global = compose(plan, stacked_sub_variables)         # (2.11)-(2.14)
     report = check_composition(model, model.subnet(4), grid, input_shape=(1, 28, 28, 1))  # per layer
     stacked = decompose(plan, global)                     # the inverse
+
+The same functions take Flax NNX modules and ``nnx.State`` (:mod:`dcnn_dd.nnx_adapter`).
 """
 
 from dcnn_dd import rules

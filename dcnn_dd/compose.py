@@ -11,7 +11,9 @@ dense layers fed by a flattened spatial map (found by tracing the model, see
     stacked     = decompose(plan, global_vars)        # the diagonal blocks, the inverse
 
 Both are pure functions of pytrees, jit-able (the plan is static).  :func:`plan_for` builds a
-plan straight from two Flax modules (global and sub-network) and a :class:`~dcnn_dd.grid.Grid`.
+plan straight from two Flax modules (global and sub-network, both Linen or both NNX) and a
+:class:`~dcnn_dd.grid.Grid`; for NNX, compose and decompose take and return ``nnx.State``
+(:mod:`dcnn_dd.nnx_adapter`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from dcnn_dd import rules as R
 from dcnn_dd.fields import Window, flatten_fields
 from dcnn_dd.grid import Grid
+from dcnn_dd.nnx_adapter import as_modules, is_nnx_state, map_state, state_leaves
 
 
 def path_str(path) -> str:
@@ -76,7 +79,14 @@ class Plan:
 
 
 def compose(plan: Plan, stacked_sub_vars):
-    """Stacked sub-network variables (leading axis K) -> global variables, by (2.11)-(2.14)."""
+    """Stacked sub-network variables (leading axis K) -> global variables, by (2.11)-(2.14).
+
+    A Linen variable dict gives a dict; an ``nnx.State`` (of K sub-networks, e.g. ``nnx.split`` of
+    K sub-networks built under ``nnx.vmap``) gives an ``nnx.State`` of the global network with the
+    same Variable types, for ``nnx.update`` / ``nnx.merge`` (see :mod:`dcnn_dd.nnx_adapter`)."""
+    if is_nnx_state(stacked_sub_vars):
+        _check_tree(plan, state_leaves(stacked_sub_vars), plan.sub_shapes, "stacked sub-network", stacked=True)
+        return map_state(stacked_sub_vars, lambda p, v: plan.rules[p].compose(jnp.asarray(v), plan.global_shapes[p]))
     leaves = leaves_by_path(stacked_sub_vars)
     _check_tree(plan, leaves, plan.sub_shapes, "stacked sub-network", stacked=True)
     out = [plan.rules[p].compose(jnp.asarray(leaves[p]), plan.global_shapes[p]) for p in plan.rules]
@@ -84,7 +94,11 @@ def compose(plan: Plan, stacked_sub_vars):
 
 
 def decompose(plan: Plan, global_vars):
-    """Global variables -> stacked sub-network variables (leading axis K): the diagonal blocks."""
+    """Global variables -> stacked sub-network variables (leading axis K): the diagonal blocks.
+    A dict gives a dict, an ``nnx.State`` an ``nnx.State`` (every leaf stacked on axis 0)."""
+    if is_nnx_state(global_vars):
+        _check_tree(plan, state_leaves(global_vars), plan.global_shapes, "global")
+        return map_state(global_vars, lambda p, v: plan.rules[p].decompose(jnp.asarray(v), plan.K, plan.sub_shapes[p]))
     leaves = leaves_by_path(global_vars)
     _check_tree(plan, leaves, plan.global_shapes, "global")
     out = [plan.rules[p].decompose(jnp.asarray(leaves[p]), plan.K, plan.sub_shapes[p]) for p in plan.rules]
@@ -394,7 +408,7 @@ def plan_for(
     samples: int = 2,
     **kwargs,
 ) -> Plan:
-    """A plan from two Flax modules: ``global_model`` on inputs of ``input_shape`` (with batch,
+    """A plan from two Flax modules (both Linen or both NNX, see :mod:`dcnn_dd.nnx_adapter`): ``global_model`` on inputs of ``input_shape`` (with batch,
     e.g. ``(1, 28, 28, 1)``) and ``sub_model`` on the sub-images (``sub_input_shape``, by default
     the grid's sub-image shape with the same batch and channels).  Shapes come from
     ``jax.eval_shape``; flattened layers are found by :func:`trace_flatten_shapes`, the total
@@ -409,6 +423,7 @@ def plan_for(
     BatchNorm in training mode) gets a ``UserWarning`` with the measured deviation, or a
     ``ValueError`` with ``exact=True``.  The report is ``plan.verification``."""
     K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
+    global_model, sub_model = as_modules(global_model, sub_model)
     init_kwargs = dict(init_kwargs or {})
     key = jax.random.PRNGKey(0)
     x_g = jax.ShapeDtypeStruct(input_shape, jnp.float32)

@@ -3,7 +3,8 @@
 :func:`check_composition` composes K randomly initialised *and perturbed* sub-networks (non-zero
 biases, BatchNorm statistics away from 0/1) with a plan, runs the global network and the K
 sub-networks on a few random inputs with ``capture_intermediates=True`` (every submodule's output,
-no cooperation from the model needed), and compares:
+no cooperation from the model needed; for NNX modules :mod:`dcnn_dd.nnx_adapter` captures them), and
+compares:
 
 * every layer output with spatial axes: the global output restricted to sub-network k's activation
   field (Section 2.1.1; its offset is found among the few positions the layer's geometry allows)
@@ -32,12 +33,14 @@ import numpy as np
 
 from dcnn_dd.compose import Plan, _is_var, _subjaxpr, path_str
 from dcnn_dd.grid import Grid, decompose_input
+from dcnn_dd.nnx_adapter import NNXModel, as_modules
 
 README_SECTION = "docs/api.md, section 'What plan_for checks'"
 
 # module kinds (class names) the rules of dcnn_dd.rules cover, or that carry no parameters and act
 # element-wise; anything else that deviates is named as a possible layer kind without a rule
-_COVERED = {"Conv", "ConvLocal", "Dense", "DenseGeneral", "BatchNorm", "Dropout", "Sequential", "Embed"}
+_COVERED = {"Conv", "ConvLocal", "Dense", "DenseGeneral", "BatchNorm", "Dropout", "Sequential", "Embed",
+            "Linear", "LinearGeneral"}  # the last two: NNX's dense layers
 _ATTENTION = {"MultiHeadDotProductAttention", "SelfAttention", "MultiHeadAttention"}
 _NORM_ACROSS_CHANNELS = {"LayerNorm", "GroupNorm", "RMSNorm", "InstanceNorm"}
 
@@ -161,6 +164,8 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
 # --------------------------------------------------------------------------- module kinds
 def module_kinds(model, variables, x, init_kwargs: Mapping | None = None) -> dict[str, tuple[str, dict]]:
     """Every submodule's path -> (class name, a few attributes), from an abstract apply."""
+    if isinstance(model, NNXModel):
+        return model.module_kinds(variables, x, init_kwargs)
     kinds: dict[str, tuple[str, dict]] = {}
 
     def record(mdl, method_name):
@@ -424,6 +429,8 @@ def check_composition(
 
     init_kwargs = dict(init_kwargs or {})
     K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
+    global_model, sub_model = as_modules(global_model, sub_model)
+    prefix = "" if isinstance(global_model, NNXModel) else "params/"  # where a layer's kernel leaf lives
     if plan is None:
         plan = plan_for(global_model, sub_model, grid, K=K, input_shape=input_shape, sub_input_shape=sub_input_shape,
                         init_kwargs=init_kwargs, verify=False, **plan_kwargs)
@@ -499,7 +506,7 @@ def check_composition(
             continue
         subs = [caps[name] for caps in sub_caps]
         is_out = base == "(output)"
-        rule = plan.rules.get(f"params/{base}/kernel")
+        rule = plan.rules.get(f"{prefix}{base}/kernel")
         mode = head if is_out and head != "concat" else None
         if not is_out and rule is not None and any(n in rule.note for n in ("(2.14) sum", "(2.22) mean", "flatten head")):
             mode = "mean" if "mean" in rule.note else "sum"  # an output layer: the sum (mean) of the sub-networks'
@@ -517,7 +524,7 @@ def check_composition(
         if head in ("sum", "mean") and G.ndim == 2 and G.shape == np.shape(sub_outs[0]):
             ref = sum(np.asarray(s) for s in sub_outs)
             rep.argmax_agreement = float((G.argmax(-1) == ref.argmax(-1)).mean())
-    _diagnose(rep, plan, grid, geo, kinds, sub_kinds, init_kwargs)
+    _diagnose(rep, plan, grid, geo, kinds, sub_kinds, init_kwargs, prefix)
     return rep
 
 
@@ -556,8 +563,10 @@ def unruled_layers(global_model, sub_model, K, g_vars, s_vars, x_g, x_s, init_kw
     return causes + norms
 
 
-def _diagnose(rep: CompositionReport, plan: Plan, grid, geo: Geometry | None, kinds, sub_kinds, init_kwargs) -> None:
-    """Fill in what is inexact by nature and, where layers deviate, the likely causes."""
+def _diagnose(rep: CompositionReport, plan: Plan, grid, geo: Geometry | None, kinds, sub_kinds, init_kwargs,
+              prefix: str = "params/") -> None:
+    """Fill in what is inexact by nature and, where layers deviate, the likely causes (``prefix``: where
+    a layer's kernel leaf lives, ``params/`` for Linen, nothing for NNX)."""
     K = plan.K  # noqa: N806
     feats = []
     if geo is not None:
@@ -577,11 +586,11 @@ def _diagnose(rep: CompositionReport, plan: Plan, grid, geo: Geometry | None, ki
         return
     causes = list(rule_causes)
     # an undivided width: a layer planned as the output layer (2.14)/(2.22) followed by more layers
-    kernels = [(p, r) for p, r in plan.rules.items() if p.startswith("params/") and p.endswith("/kernel")]
+    kernels = [(p, r) for p, r in plan.rules.items() if p.startswith(prefix) and p.endswith("/kernel")]
     for i, (p, r) in enumerate(kernels):
         if ("(2.14) sum" in r.note or "(2.22) mean" in r.note) and any(
                 "(2.11)" in r2.note or "(2.12)" in r2.note for _, r2 in kernels[i + 1:]):
-            layer = p[len("params/"):-len("/kernel")]
+            layer = p[len(prefix):-len("/kernel")]
             causes.append(f"an undivided width: layer {layer!r} has the same output width "
                           f"({plan.global_shapes[p][-1]}) in the global and the sub-network, so it was planned as an "
                           f"output layer (2.14), but layers follow it; divide its width by K={K} in the sub-network")

@@ -31,6 +31,12 @@ def functional_api_block():
     return python_blocks("README.md")[0]
 
 
+def nnx_api_block():
+    """The functional API in Flax NNX: the one block on any page that imports flax.nnx and plans."""
+    (block,) = [b for b in python_blocks() if "from flax import nnx" in b[1] and "dd.plan_for" in b[1]]
+    return block
+
+
 def engine_block():
     """The training engine's example (`Config` and `run`), the one python block of docs/engine.md."""
     (block,) = python_blocks("docs/engine.md")
@@ -52,4 +58,4 @@ def cnn_dnn_blocks():
 
 def executed_blocks():
     """Every block some test runs: test_readme.py and test_cnn_dnn.py run exactly these."""
-    return [functional_api_block(), engine_block(), layer_parallel_block(), *cnn_dnn_blocks()]
+    return [functional_api_block(), nnx_api_block(), engine_block(), layer_parallel_block(), *cnn_dnn_blocks()]

@@ -2,7 +2,7 @@
 cannot drift from the code).  The CNN-DNN page's two examples run in tests/test_cnn_dnn.py;
 tests/test_docs.py checks that every python block of every page is run by one of these tests."""
 
-from tests.docs_pages import engine_block, functional_api_block, layer_parallel_block
+from tests.docs_pages import engine_block, functional_api_block, layer_parallel_block, nnx_api_block
 
 
 def test_readme_example_runs(capsys):
@@ -13,6 +13,18 @@ def test_readme_example_runs(capsys):
     assert "(2.13) first FC" in out and "(2.11) first layer" in out
     diff = float(out.strip().splitlines()[-1])
     assert diff < 1e-4
+
+
+def test_nnx_example_runs(capsys):
+    """The functional API in Flax NNX (docs/api.md): the same plan as the Linen example, on NNX paths,
+    and the composed nnx.State's logits are the sum of the K sub-networks' logits."""
+    page, block = nnx_api_block()
+    namespace = {}
+    exec(compile(block, page, "exec"), namespace)  # noqa: S102
+    out = capsys.readouterr().out
+    assert "fc/kernel" in out and "(2.13) first FC" in out and "(2.11) first layer" in out
+    assert float(out.strip().splitlines()[-1]) < 1e-4
+    assert namespace["plan"].verification.exact
 
 
 def test_readme_engine_example_builds_a_valid_run(monkeypatch):
