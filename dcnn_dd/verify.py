@@ -585,8 +585,11 @@ def _diagnose(rep: CompositionReport, plan: Plan, grid, geo: Geometry | None, ki
     if rep.exact:
         return
     causes = list(rule_causes)
-    # an undivided width: a layer planned as the output layer (2.14)/(2.22) followed by more layers
+    # an undivided width: a layer planned as the output layer (2.14)/(2.22) followed by more layers,
+    # in the order the network calls them (the plan's paths are sorted by name: 'Head' < 'Proj_1')
+    called = {path: i for i, path in enumerate(kinds)}
     kernels = [(p, r) for p, r in plan.rules.items() if p.startswith(prefix) and p.endswith("/kernel")]
+    kernels.sort(key=lambda pr: called.get(pr[0][len(prefix):-len("/kernel")], len(called)))
     for i, (p, r) in enumerate(kernels):
         if ("(2.14) sum" in r.note or "(2.22) mean" in r.note) and any(
                 "(2.11)" in r2.note or "(2.12)" in r2.note for _, r2 in kernels[i + 1:]):

@@ -228,6 +228,19 @@ def test_undivided_hidden_conv_raises_naming_it():
         _plan(Undivided(8, 8), Undivided(2, 8))
 
 
+def test_the_output_layer_is_not_blamed_for_an_undivided_width():
+    """The undivided-width heuristic follows the order the network calls its layers, not the plan's
+    sorted paths: with a deviation at the residual projection 'Proj_1' (a pooling inside the
+    residual pair, outside the theorems' setting), the head ('Head' < 'Proj_1' by name) is the
+    output layer, not a forgotten division."""
+    from tests.test_theorems import build_setting
+
+    model, grid = build_setting(2, 4, [8, 8], (0,), [4], True, False)  # aligned origins, valid padding
+    with pytest.raises(ValueError, match="first deviating layer 'Proj_1'") as e:
+        dd.plan_for(model, model.subnet(4), grid, input_shape=(1, *grid.shape, 1))
+    assert "undivided width" not in str(e.value), str(e.value)
+
+
 def test_undivided_hidden_dense_names_the_layer_not_the_next_bias():
     with pytest.raises(ValueError, match=r"layer 'params/hidden'.*output width 16 is not divided by K=4"):
         _plan(HiddenDense(8, 16), HiddenDense(2, 16))
