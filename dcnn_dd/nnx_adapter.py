@@ -207,8 +207,8 @@ def recording(module, record: Callable):
     ``__call__`` is wrapped on the classes that define it (restored on exit); calls of modules
     that are not ``module``'s own (e.g. copies inside an ``nnx`` transform) are not reported."""
     nnx = _nnx()
-    paths = {id(m): p for p, m in nnx.iter_modules(module)}
-    keep = list(nnx.iter_modules(module))  # noqa: F841 - ids stay valid while recording
+    keep = list(nnx.iter_modules(module))  # the modules stay alive, so their ids stay valid while recording
+    paths = {id(m): p for p, m in keep}
     patched: dict[type, object] = {}
 
     def wrap(original):

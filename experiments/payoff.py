@@ -411,6 +411,7 @@ def run(args) -> dict:
     if chosen - offered:
         raise ValueError(f"--variants {sorted(chosen - offered)}: the preset {args.preset!r} offers {sorted(offered)}")
     nets = [n for n in nets if any(v.name in chosen for v in p.variants[n])]
+    screen = len(seeds) == 1  # a one-seed result is a screen, marked as such in rows, table and notes
     cases, sweeps, targets, notes, checks = [], {}, {}, [], {}
     for net in nets:
         if p.check_strategy:
@@ -479,7 +480,7 @@ def run(args) -> dict:
             outs = [pipeline(v, s) for s in case_seeds]
             t_hits = [first_hit(o["curve"]["t"], o["curve"]["acc"], target) for o in outs]
             r_hits = [first_hit(r_curves[s]["t"], r_curves[s]["acc"], target) for s in case_seeds]
-            row = {"network": net, "variant": v.name, "seeds": case_seeds, "screen": args.preset == "screen",
+            row = {"network": net, "variant": v.name, "seeds": case_seeds, "screen": screen,
                    "K": v.K, "snet_epochs": v.snet_epochs or p.snet_epochs, "gnet_t_lr": v.schedule(),
                    "compose_opt_state": v.adam_state, "pooling": v.pooling, "target": target,
                    "snet_acc": [float(a) for a in np.mean([o["snet_acc"] for o in outs], 0)],
@@ -502,7 +503,7 @@ def run(args) -> dict:
             return row
 
         cases += [case(v, seeds) for v in variants]
-        if len(seeds) == 1:
+        if screen:
             notes.append(f"{net}: one seed ({seeds[0]}): a screen; single-seed differences of a few seconds are "
                          "within the seed-to-seed spread (docs/payoff.md)")
 

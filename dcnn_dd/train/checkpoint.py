@@ -241,19 +241,16 @@ def _structure_mismatch(state_dir: Path, abstract) -> str | None:
     for key in sorted(set(saved) & set(wanted), key=lambda k: (k[:1] not in [(m,) for m in model], k)):
         if saved[key] != wanted[key]:  # a model leaf first, then the optimizer's copy of it
             return f"leaf {'/'.join(key)} has shape {saved[key]} in the checkpoint, {wanted[key]} in the model"
-    only_saved = sorted("/".join(k) for k in set(saved) - set(wanted) if k[:1] and k[0] in model)
-    only_wanted = sorted("/".join(k) for k in set(wanted) - set(saved) if k[:1] and k[0] in model)
-    if only_saved or only_wanted:
-        return ("the model leaves differ: " + (f"only in the checkpoint {only_saved[:5]}" if only_saved else "")
-                + ("; " if only_saved and only_wanted else "") + (f"only in the model {only_wanted[:5]}" if only_wanted else ""))
-    # the rest of the state: the optimiser's (e.g. a checkpoint written with another optimiser)
-    only_saved = sorted("/".join(k) for k in set(saved) - set(wanted))
-    only_wanted = sorted("/".join(k) for k in set(wanted) - set(saved))
-    if only_saved or only_wanted:
-        return ("the optimiser state differs (another optimiser, or an older version of this one): "
-                + (f"only in the checkpoint {only_saved[:5]}" if only_saved else "")
-                + ("; " if only_saved and only_wanted else "")
-                + (f"only in the state restored into {only_wanted[:5]}" if only_wanted else ""))
+    # leaves only one side has: the model's first, then the rest of the state (the optimiser's, e.g. a
+    # checkpoint written with another optimiser)
+    for what, restored, keep in (("the model leaves differ", "the model", lambda k: k[:1] and k[0] in model),
+                                 ("the optimiser state differs (another optimiser, or an older version of this "
+                                  "one)", "the state restored into", lambda k: True)):
+        only_saved = sorted("/".join(k) for k in set(saved) - set(wanted) if keep(k))
+        only_wanted = sorted("/".join(k) for k in set(wanted) - set(saved) if keep(k))
+        if only_saved or only_wanted:
+            return (f"{what}: " + "; ".join(([f"only in the checkpoint {only_saved[:5]}"] if only_saved else [])
+                                            + ([f"only in {restored} {only_wanted[:5]}"] if only_wanted else [])))
     return None
 
 
