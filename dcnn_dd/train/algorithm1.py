@@ -32,6 +32,7 @@ from dcnn_dd.train.checkpoint import RunDir, read_json, write_json
 from dcnn_dd.train.config import Config, build_grid, build_model
 from dcnn_dd.train.loop import Phase, TrainData, run_phase
 from dcnn_dd.train.schedules import Piecewise
+from dcnn_dd.theorems import logit_sum_gap, theorem_2_2
 from dcnn_dd.train.state import compose_opt_state, create_state, default_tx, eval_step, init_variables, train_step
 
 AUGMENTS = {"none": aug.NONE, "cifar": aug.CIFAR, "food101": aug.FOOD101, "fashion": aug.FASHION}
@@ -216,6 +217,14 @@ class Experiment:
         return _agree_on_strategy(best, timings, strategies)
 
 
+def phase_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """The PRNG keys of a run's random initialisations: ``(gnet_r, snets)``.  GNet-R's initial
+    variables are ``init_variables(model, gnet_r, ...)``; the K sub-networks' are drawn from
+    ``snets`` (:meth:`Experiment.sub_init`)."""
+    k_r, k_s = jax.random.split(jax.random.PRNGKey(seed))
+    return k_r, k_s
+
+
 def _agree_on_strategy(best: str, timings: dict, strategies: list[str]) -> tuple[str, dict]:
     """Process 0's pick and timings on every process.  Each process measures for itself and the
     timings can be close (0.0222 s vs 0.0226 s), so without this processes could run different
@@ -277,34 +286,6 @@ def _evaluate(fn, variables, source, batch_size, sharding, with_logits, logit_ax
     return out
 
 
-def theorem_2_2(sub_logits, global_logits, labels, atol: float = 1e-4) -> dict:
-    """Theorem 2.2 on a labelled set: the samples every sub-network classifies correctly, and how
-    many of them the composed network classifies correctly (the theorem: all), and the per-sample
-    cost bound J(x) <= J_k(x) on them (cross-entropy).  Exact only where Theorem 2.1 is (valid
-    padding, flatten + FC head); for other networks this measures how far the claim carries."""
-    sub_logits, global_logits, labels = np.asarray(sub_logits), np.asarray(global_logits), np.asarray(labels)
-    sub_ok = np.argmax(sub_logits, -1) == labels[None]
-    glob_ok = np.argmax(global_logits, -1) == labels
-    both = sub_ok.all(0)
-
-    def ce(z):
-        z = z - z.max(-1, keepdims=True)
-        idx = np.broadcast_to(labels, z.shape[:-1])[..., None]
-        return np.log(np.exp(z).sum(-1)) - np.take_along_axis(z, idx, -1)[..., 0]
-
-    cost_ok = (ce(global_logits)[None] <= ce(sub_logits) + atol)[:, both].all()
-    snet_acc = sub_ok.mean(1)
-    return {
-        "all_subnets_correct": int(both.sum()),
-        "composed_correct_of_those": int((glob_ok & both).sum()),
-        "intersection_holds": bool((glob_ok | ~both).all()),
-        "cost_bound_holds": bool(cost_ok),
-        "composed_acc": float(glob_ok.mean()),
-        "best_snet_acc": float(snet_acc.max()),
-        "composed_ge_best_snet": bool(glob_ok.mean() >= snet_acc.max()),
-    }
-
-
 # ==================================================================== the run
 def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True, data_path=None, data_dir=None,
         num_devices: int | None = None, log=print, experiment: Experiment | None = None) -> dict:
@@ -321,8 +302,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
     rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
-    key = jax.random.PRNGKey(c.seed)
-    k_r, k_s = jax.random.split(key)
+    k_r, k_s = phase_keys(c.seed)
     histories: dict[str, list] = {}
     extra: dict = {}
 
@@ -404,7 +384,7 @@ def run(config: Config, run_dir, *, restart: bool = False, progress: bool = True
                 "snet_acc": [float(a) for a in s_out["acc"]],
                 "snet_top5": [float(a) for a in s_out["top5"]],
                 "gnet_t_init_acc": float(g_out["acc"]), "gnet_t_init_top5": float(g_out["top5"]),
-                "theorem_2_1_max_abs_diff": float(np.max(np.abs(g_logits - sub_logits.sum(0)))),
+                "theorem_2_1_max_abs_diff": logit_sum_gap(g_logits, sub_logits),
                 "logit_scale": float(np.max(np.abs(g_logits))),
                 "theorem_2_2": theorem_2_2(sub_logits, g_logits, g_out["labels"])}
         if main:
