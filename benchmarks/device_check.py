@@ -279,7 +279,8 @@ def _data_parallel_check() -> dict:
     import optax
 
     from dcnn_dd.models import PlainCNN
-    from dcnn_dd.train.state import create_state, init_variables, train_step
+    from dcnn_dd.train.state import create_state, train_step
+    from dcnn_dd.tree import init_variables
     from tests import multidevice_checks as mdc
 
     model = PlainCNN(features=(8, 8), pool_after=(1,), fc=(16,), num_classes=10, batchnorm=True, padding="SAME")

@@ -65,7 +65,7 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, relax=
     import jax.numpy as jnp
 
     import dcnn_dd.layer_parallel as lp
-    from dcnn_dd.train.concurrent import median_step_time
+    from dcnn_dd.sharding import median_step_time
 
     model, steps, u0, w = _problem(n, width, batch)
     mesh = lp.layers_mesh() if strategy == "shard_map" else None
@@ -90,8 +90,8 @@ def bench(n, *, width, batch, cfactor, min_coarse, budget, rtol, repeats, relax=
         fn = jax.jit(fwd_bwd)
         t = median_step_time(fn, lambda: (steps, u0), repeats)
         (g_mg, _), fi, bi = fn(steps, u0)
-        lp.check(fi, "forward")
-        lp.check(bi, "adjoint")
+        lp.check_solve(fi, "forward")
+        lp.check_solve(bi, "adjoint")
         g_ser = serial(steps, u0)[0]
         err = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30))
                   for a, b in zip(jax.tree.leaves(g_mg), jax.tree.leaves(g_ser)))

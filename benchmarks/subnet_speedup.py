@@ -5,7 +5,7 @@
 
 In one run on the current device, same batch size for both: one Adam training step of the
 global network, and one step of all K sub-networks on their sub-images with each strategy of
-:mod:`dcnn_dd.train.concurrent` (median of ``--repeats`` steps after compilation).  Prints
+:mod:`dcnn_dd.sharding` (median of ``--repeats`` steps after compilation).  Prints
 
 * ``time_ratio``  = t(global step) / t(K sub-network steps, fastest strategy),
 * ``flop_ratio``  = FLOPs(global) / (K x FLOPs(sub-network)) by the paper's convention (2.10),
@@ -28,9 +28,11 @@ import dcnn_dd as dd
 from benchmarks.common import write_json
 from dcnn_dd.complexity import count_flops
 from dcnn_dd.models import CifarResNet
-from dcnn_dd.train import concurrent, parallel
-from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
-from dcnn_dd.train.timing import executable_memory as _executable_memory
+from dcnn_dd import sharding
+from dcnn_dd.train.state import create_state, default_tx
+from dcnn_dd.train.steps import data_parallel_train_step, stacked_sharding, stacked_train_step
+from dcnn_dd.tree import init_variables
+from dcnn_dd.train.timing import executable_memory
 
 
 def _data(model, grid, batch, channels):
@@ -42,10 +44,10 @@ def _data(model, grid, batch, channels):
 
 def time_and_memory(step, fresh, repeats) -> tuple[float, int | None]:
     """Seconds per call of the jitted ``step`` on ``fresh()`` arguments (median of ``repeats`` after one
-    untimed call, :func:`~dcnn_dd.train.concurrent.median_step_time`) and the memory of its compiled
+    untimed call, :func:`~dcnn_dd.sharding.median_step_time`) and the memory of its compiled
     program, both from one compilation (``lower().compile()``; the executable is what is timed)."""
     compiled = step.lower(*fresh()).compile()
-    return concurrent.median_step_time(compiled, fresh, repeats), _executable_memory(compiled)
+    return sharding.median_step_time(compiled, fresh, repeats), executable_memory(compiled)
 
 
 def global_step_time(model, grid, batch, repeats, channels=3) -> tuple[float, int | None]:
@@ -54,8 +56,9 @@ def global_step_time(model, grid, batch, repeats, channels=3) -> tuple[float, in
     x, y = _data(model, grid, batch, channels)
     g_vars = jax.device_get(init_variables(model, jax.random.PRNGKey(0), (1, *grid.shape, channels)))
     g_host = jax.device_get(create_state(g_vars, tx))
-    g_step = jax.jit(lambda st, x, y: train_step(model, tx, st, x, y, 1e-3), donate_argnums=0)
-    return time_and_memory(g_step, lambda: (jax.device_put(g_host), x, y), repeats)
+    g_step = data_parallel_train_step(model, tx, sharding.data_mesh(1))  # the engine's global step
+    lr = jnp.float32(1e-3)
+    return time_and_memory(g_step, lambda: (jax.device_put(g_host), x, y, None, jnp.int32(0), lr), repeats)
 
 
 def bench(model, grid, K, batch, repeats, strategies, channels=3, global_step=None):  # noqa: N803
@@ -70,17 +73,12 @@ def bench(model, grid, K, batch, repeats, strategies, channels=3, global_step=No
     s_vars = [jax.device_get(init_variables(sub, k, (1, *grid.sub_shape, channels))) for k in keys]
     s_host = jax.device_get(jax.vmap(lambda v: create_state(v, tx))(dd.stack(s_vars)))
     lrs = jnp.full((K,), 1e-3)
-    one = lambda st, xk, y, lr: train_step(sub, tx, st, xk, y, lr)  # noqa: E731
-    mesh = parallel.subnet_mesh(K)
+    mesh = sharding.subnet_mesh(K)
     rows = {}
     for s in strategies:
-        mapped = concurrent.kmap(one, s, K=K, in_axes=(0, 0, None, 0), mesh=mesh)
-        step = jax.jit(lambda st, x, y, lrs, m=mapped: m(st, dd.decompose_input(x, grid), y, lrs), donate_argnums=0)
-        if s == "shard_map" and K % mesh.devices.size == 0:
-            sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("subnet"))
-        else:
-            sharding = parallel.replicated(parallel.subnet_mesh(K, 1 if s != "shard_map" else None))
-        fresh = lambda sh=sharding: (parallel.put_global(s_host, sh), x, y, lrs)  # noqa: E731
+        step = stacked_train_step(sub, tx, grid, s, mesh=mesh)  # the engine's sub-network step (no preprocessing)
+        placed = stacked_sharding(K, s, mesh)
+        fresh = lambda sh=placed: (sharding.put_global(s_host, sh), x, y, None, jnp.int32(0), lrs)  # noqa: E731
         t, mem = time_and_memory(step, fresh, repeats)
         rows[s] = {"step_s": t, "time_ratio": t_global / t, "memory_bytes": mem}
         print(f"  K sub-networks, {s:<10}  {t * 1e3:9.1f} ms/step   ratio {t_global / t:6.2f}")

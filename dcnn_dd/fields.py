@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcnn_dd.grid import Box, Grid, _tuple
+from dcnn_dd.grid import Box, Grid, per_axis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +42,8 @@ class Window:
     padding: str | tuple = "VALID"
 
     def _axis(self, ndim: int):
-        t = _tuple(self.kernel, ndim, "kernel")
-        s = _tuple(self.stride, ndim, "stride")
+        t = per_axis(self.kernel, ndim, "kernel")
+        s = per_axis(self.stride, ndim, "stride")
         return t, s
 
     def out_shape(self, in_shape: Sequence[int]) -> tuple[int, ...]:
@@ -173,7 +173,7 @@ def flatten_fields(
                 )
             else:
                 stride.append(dn // df)
-    stride = _tuple(stride, nd, "stride")
+    stride = per_axis(stride, nd, "stride")
     if strict:
         grid.check_aligned(stride, where)
     fields = []

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _int(value, name: str) -> int:
+def whole_number(value, name: str) -> int:
     """``value`` as an int; a clear ``ValueError`` for anything that is not a whole number (2.5, "2", True)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)) \
             or value != value or (isinstance(value, (float, np.floating)) and not float(value).is_integer()):
@@ -37,12 +37,13 @@ def _int(value, name: str) -> int:
     return int(value)
 
 
-def _tuple(value, ndim: int, name: str) -> tuple[int, ...]:
+def per_axis(value, ndim: int, name: str) -> tuple[int, ...]:
+    """One whole number per spatial axis: a number is repeated ``ndim`` times, a sequence checked."""
     if isinstance(value, (int, np.integer, float, np.floating, bool, np.bool_)):
-        return (_int(value, name),) * ndim
+        return (whole_number(value, name),) * ndim
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
         raise ValueError(f"{name}={value!r}: expected a whole number or one per spatial axis")
-    value = tuple(_int(v, name) for v in value)
+    value = tuple(whole_number(v, name) for v in value)
     if len(value) != ndim:
         raise ValueError(f"{name}={value} has {len(value)} entries, expected {ndim} (one per spatial axis)")
     return value
@@ -99,7 +100,7 @@ class Grid:
     def __post_init__(self):
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "boxes", tuple(self.boxes))
-        object.__setattr__(self, "crop", _tuple(self.crop or 0, len(self.shape), "crop"))
+        object.__setattr__(self, "crop", per_axis(self.crop or 0, len(self.shape), "crop"))
         if not self.boxes:
             raise ValueError("a Grid needs at least one subdomain")
         if len(self.shape) not in (1, 2, 3):
@@ -132,10 +133,10 @@ class Grid:
         neighbours); neither means no overlap, which needs the cropped length to be divisible by
         the number of parts.  With overlap the origins are ``round(i * (L - size) / (n - 1))``.
         """
-        shape = (_int(shape, "shape"),) if not hasattr(shape, "__iter__") else tuple(_int(s, "shape") for s in shape)
+        shape = (whole_number(shape, "shape"),) if not hasattr(shape, "__iter__") else tuple(whole_number(s, "shape") for s in shape)
         ndim = len(shape)
-        parts = _tuple(parts, ndim, "parts")
-        crop = _tuple(crop, ndim, "crop")
+        parts = per_axis(parts, ndim, "parts")
+        crop = per_axis(crop, ndim, "crop")
         if size is not None and overlap is not None:
             raise ValueError("give either size= or overlap=, not both")
         starts_per_axis, sizes = [], []
@@ -149,7 +150,7 @@ class Grid:
             if n > length:
                 raise ValueError(f"grid of {n} parts on axis {ax} is larger than the (cropped) input length {length}")
             if size is not None:
-                s = _tuple(size, ndim, "size")[ax]
+                s = per_axis(size, ndim, "size")[ax]
                 if s < 1:
                     raise ValueError(f"size={s} on axis {ax}: sub-images of size 0")
                 if s > length:
@@ -160,7 +161,7 @@ class Grid:
                         f"(the decomposition (2.6) must be complete)"
                     )
             elif overlap is not None:
-                ov = _tuple(overlap, ndim, "overlap")[ax]
+                ov = per_axis(overlap, ndim, "overlap")[ax]
                 if ov < 0:
                     raise ValueError(f"overlap={ov} on axis {ax} must be >= 0")
                 s = math.ceil((length + (n - 1) * ov) / n)
@@ -185,11 +186,11 @@ class Grid:
     @classmethod
     def from_origins(cls, shape: Sequence[int], origins: Sequence[Sequence[int]], size: Sequence[int]) -> Grid:
         """Any layout: one origin per subdomain, a common sub-image ``size``."""
-        shape = tuple(_int(s, "shape") for s in shape)
-        size = _tuple(size, len(shape), "size")
+        shape = tuple(whole_number(s, "shape") for s in shape)
+        size = per_axis(size, len(shape), "size")
         if isinstance(origins, (str, bytes, dict)) or not hasattr(origins, "__iter__"):
             raise ValueError(f"origins={origins!r}: expected one origin (a list of {len(shape)} ints) per subdomain")
-        return cls(shape, tuple(Box(_tuple(o, len(shape), "origin"), size) for o in origins))
+        return cls(shape, tuple(Box(per_axis(o, len(shape), "origin"), size) for o in origins))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -227,7 +228,7 @@ class Grid:
 
     def check_aligned(self, stride: int | Sequence[int], where: str = "the flatten layer") -> None:
         """Raise ``ValueError`` unless every origin is a multiple of the network's total stride."""
-        stride = _tuple(stride, self.ndim, "stride")
+        stride = per_axis(stride, self.ndim, "stride")
         for k, b in enumerate(self.boxes):
             for ax, (a, s) in enumerate(zip(b.start, stride)):
                 if a % s:

@@ -1,7 +1,7 @@
 """Flax NNX modules and states in the functional API (the NNX dialect).
 
-:func:`~dcnn_dd.compose.plan_for`, :func:`~dcnn_dd.verify.check_composition`,
-:func:`~dcnn_dd.compose.compose` and :func:`~dcnn_dd.compose.decompose` take either dialect:
+:func:`~dcnn_dd.composition.plan_for`, :func:`~dcnn_dd.verify.check_composition`,
+:func:`~dcnn_dd.composition.compose` and :func:`~dcnn_dd.composition.decompose` take either dialect:
 
 * **Linen**: ``nn.Module`` definitions and variable dicts ``{collection: {...}}``; leaf paths
   ``params/Conv_0/kernel``, ``batch_stats/BatchNorm_0/mean``.
@@ -88,7 +88,7 @@ def map_state(state, fn: Callable[[str, object], object]):
 
 
 class NNXModel:
-    """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.compose.plan_for`
+    """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.composition.plan_for`
     and :func:`~dcnn_dd.verify.check_composition` (see the module doc).  The module itself is
     never changed: every ``apply`` runs a fresh ``nnx.merge`` of its graph and the given values."""
 
@@ -188,7 +188,7 @@ def _call(module, *args, **kwargs):
 
 
 def _leaves(tree) -> dict[str, object]:
-    from dcnn_dd.compose import leaves_by_path
+    from dcnn_dd.tree import leaves_by_path
 
     return leaves_by_path(tree)
 

@@ -16,7 +16,7 @@ compares:
 The :class:`CompositionReport` holds the per-layer deviations (printable, a table in a notebook),
 what in the architecture is inexact by nature (padding, pooling over the whole map, normalisation
 across channels, BatchNorm in training mode) and, where layers deviate, the likely cause.
-:func:`dcnn_dd.compose.plan_for` calls it and raises ``ValueError`` (should be exact and is not)
+:func:`dcnn_dd.composition.plan_for` calls it and raises ``ValueError`` (should be exact and is not)
 or warns (``UserWarning``, inexact by nature).
 """
 
@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcnn_dd.compose import Plan, _is_var, _subjaxpr, path_str
+from dcnn_dd.composition import Plan, is_jaxpr_var, call_jaxpr
+from dcnn_dd.tree import path_str
 from dcnn_dd.grid import Grid, decompose_input
 from dcnn_dd.nnx_adapter import NNXModel, as_modules
 
@@ -79,12 +80,12 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
     def walk(j, state: dict, flat_of: dict, leaf_of: dict):
         for eqn in j.eqns:
             prim = eqn.primitive.name
-            ins = [v for v in eqn.invars if _is_var(v)]
-            sub = _subjaxpr(eqn)
+            ins = [v for v in eqn.invars if is_jaxpr_var(v)]
+            sub = call_jaxpr(eqn)
             if sub is not None:
                 inner_state, inner_flat, inner_leaf = {}, {}, {}
                 for outer, inner in zip(eqn.invars, sub.invars):
-                    if _is_var(outer):
+                    if is_jaxpr_var(outer):
                         if outer in state:
                             inner_state[inner] = state[outer]
                         if outer in flat_of:
@@ -93,7 +94,7 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
                             inner_leaf[inner] = leaf_of[outer]
                 walk(sub, inner_state, inner_flat, inner_leaf)
                 for inner, outer in zip(sub.outvars, eqn.outvars):
-                    if _is_var(inner):
+                    if is_jaxpr_var(inner):
                         if inner in inner_state:
                             state[outer] = inner_state[inner]
                         if inner in inner_flat:
@@ -102,12 +103,12 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
             if prim == "dot_general":
                 a, b = eqn.invars
                 for kern, other in ((b, a), (a, b)):
-                    if _is_var(kern) and kern in leaf_of and _is_var(other) and other in flat_of:
+                    if is_jaxpr_var(kern) and kern in leaf_of and is_jaxpr_var(other) and other in flat_of:
                         geo.flatten[leaf_of[kern]] = flat_of[other]
             tracked = [state[v] for v in ins if v in state]
             if not tracked:
                 continue
-            src = state[eqn.invars[0]] if _is_var(eqn.invars[0]) and eqn.invars[0] in state else merge(tracked)
+            src = state[eqn.invars[0]] if is_jaxpr_var(eqn.invars[0]) and eqn.invars[0] in state else merge(tracked)
             out = eqn.outvars[0]
             if prim == "conv_general_dilated":
                 if eqn.invars[0] not in state:
@@ -424,8 +425,8 @@ def check_composition(
     """Compose K random, perturbed sub-networks with ``plan`` (by default ``plan_for(...,
     verify=False)`` with ``plan_kwargs``) and compare the global network with them, layer by layer,
     on ``samples`` random inputs.  Returns the :class:`CompositionReport` (it raises nothing:
-    ``report.enforce()`` does what :func:`~dcnn_dd.compose.plan_for` does with it)."""
-    from dcnn_dd.compose import check_shapes, plan_for
+    ``report.enforce()`` does what :func:`~dcnn_dd.composition.plan_for` does with it)."""
+    from dcnn_dd.composition import check_shapes, plan_for
 
     init_kwargs = dict(init_kwargs or {})
     K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806

@@ -278,7 +278,7 @@ def run(args) -> dict:
     summaries, all_entries = {}, []
     for case in plan.cases:
         print(f"== case {case.name}: K={case.K}, {OVERLAP_NAME[case.overlap]}", flush=True)
-        s = train.run(case.config, case.cnn_dnn, out / "cases" / case.name, restart=args.restart,
+        s = train.run_cnn_dnn(case.config, case.cnn_dnn, out / "cases" / case.name, restart=args.restart,
                       progress=not args.no_progress, data_path=args.data, data_dir=args.data_dir,
                       num_devices=args.num_devices)
         summaries[case.name] = s

@@ -133,7 +133,7 @@ def write_results(out: Path, results: dict) -> Path:
 
 def run_case(config, run_dir: Path, args, log=print) -> dict:
     """One Algorithm-1 run (resumable) in ``run_dir``; returns its summary with its histories."""
-    from dcnn_dd.train.algorithm1 import run
+    from dcnn_dd.train import run_algorithm1 as run
 
     summary = run(config, run_dir, restart=args.restart, progress=not args.no_progress, data_path=args.data,
                   data_dir=args.data_dir, num_devices=args.num_devices, log=log)

@@ -207,13 +207,13 @@ class GlobalRun:
     accuracy) per evaluation; it can be trained further (to reach a target) with the clock going on."""
 
     def __init__(self, ex, state, schedule, clock: Clock, name: str, progress: bool):
-        from dcnn_dd.train import parallel
+        from dcnn_dd import sharding
         from dcnn_dd.train.checkpoint import InMemoryCheckpoints
         from dcnn_dd.train.loop import TrainData
 
         self.ex, self.state, self.schedule, self.clock, self.name, self.progress = ex, state, schedule, clock, name, progress
         c = ex.config
-        self.data = TrainData(ex.train_source, c.batch_size, c.seed, parallel.batch_sharding(ex.dmesh))
+        self.data = TrainData(ex.train_source, c.batch_size, c.seed, sharding.batch_sharding(ex.dmesh))
         self.store = InMemoryCheckpoints()
         self.times: list[float] = []
         self.accs: list[float] = []
@@ -261,7 +261,7 @@ def snets(ex, seed: int, budgets, lr: float, progress: bool) -> list[dict]:
     ``{"epochs", "t", "variables", "opt_state", "snet_acc", "strategy"}`` (host arrays)."""
     import jax
 
-    from dcnn_dd.train import parallel
+    from dcnn_dd import sharding
     from dcnn_dd.train.algorithm1 import epoch_metrics
     from dcnn_dd.train.checkpoint import InMemoryCheckpoints
     from dcnn_dd.train.loop import Phase, TrainData, run_phase
@@ -275,7 +275,7 @@ def snets(ex, seed: int, budgets, lr: float, progress: bool) -> list[dict]:
         sub_vars = exf.sub_init(k_s)
         strategy, _ = exf.choose_strategy(sub_vars)  # measured (and counted) when c.strategy == "auto"
         state = exf.sub_state(sub_vars, strategy)
-        rep = parallel.replicated(exf.sub_sharding(strategy).mesh)
+        rep = sharding.replicated(exf.sub_sharding(strategy).mesh)
         data = TrainData(exf.train_source, c.batch_size, c.seed, rep)
         store = InMemoryCheckpoints()
         for b in sorted(set(budgets)):
@@ -283,8 +283,8 @@ def snets(ex, seed: int, budgets, lr: float, progress: bool) -> list[dict]:
                           c.K, None)
             store.reopen()
             state, history = run_phase(phase, state, store, data, progress=progress)
-            out.append({"epochs": b, "t": clock.now(), "variables": parallel.to_host(state.variables),
-                        "opt_state": parallel.to_host(state.opt_state), "snet_acc": list(history[-1]["val_acc"]),
+            out.append({"epochs": b, "t": clock.now(), "variables": sharding.to_host(state.variables),
+                        "opt_state": sharding.to_host(state.opt_state), "snet_acc": list(history[-1]["val_acc"]),
                         "strategy": strategy})
     return out
 
@@ -294,7 +294,7 @@ def gnet_t(ex, snap: dict, variant: Variant, epochs: int, progress: bool) -> tup
     ``epochs`` epochs; the clock goes on from the snapshot's.  Also returns the plan's global variables."""
     import jax
 
-    from dcnn_dd.compose import compose, plan_for
+    from dcnn_dd.composition import compose, plan_for
     from dcnn_dd.train.state import compose_opt_state
 
     clock = Clock(offset=snap["t"])
@@ -347,12 +347,12 @@ def strategy_check(ex) -> dict:
 def logit_sum(ex, snap: dict, gvars) -> dict:
     """Outside every clock: the composed network against the sum of the sub-networks' logits on
     the test set (accuracy of the sum, max and mean |difference|)."""
-    from dcnn_dd.train import parallel
+    from dcnn_dd import sharding
 
     strategy = snap["strategy"]
-    rep = parallel.replicated(ex.sub_sharding(strategy).mesh)
-    s = ex.sub_eval(strategy, with_logits=True)(parallel.put_global(snap["variables"], rep))
-    g = ex.global_eval(with_logits=True)(parallel.put_global(gvars, parallel.replicated(ex.dmesh)))
+    rep = sharding.replicated(ex.sub_sharding(strategy).mesh)
+    s = ex.sub_eval(strategy, with_logits=True)(sharding.put_global(snap["variables"], rep))
+    g = ex.global_eval(with_logits=True)(sharding.put_global(gvars, sharding.replicated(ex.dmesh)))
     total = s["logits"].sum(0)
     diff = np.abs(g["logits"] - total)
     return {"logit_sum_acc": float(np.mean(np.argmax(total, -1) == g["labels"])),

@@ -77,12 +77,12 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     distributed.initialize_from_args(args)
 
-    from dcnn_dd.train.algorithm1 import run  # after jax.distributed.initialize
+    from dcnn_dd.train import run_algorithm1  # after jax.distributed.initialize
 
     with cli_errors():
         c = config(args.model, tiny=args.tiny, train_size=args.train_size or None, strategy=args.strategy,
                    extra_epochs=args.extra_epochs, seed=args.seed)
-        summary = run(c, args.run_dir, restart=args.restart, progress=not args.no_progress, data_path=args.data,
+        summary = run_algorithm1(c, args.run_dir, restart=args.restart, progress=not args.no_progress, data_path=args.data,
                       num_devices=args.num_devices)
     print(f"wrote {args.run_dir}/summary.json")
     return summary

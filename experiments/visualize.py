@@ -414,10 +414,10 @@ def pick_images(labels: np.ndarray, n: int) -> np.ndarray:
 def run(args) -> dict:
     import jax
 
-    from dcnn_dd.compose import compose, plan_for
+    from dcnn_dd.composition import compose, plan_for
     from dcnn_dd.fields import total_stride
     from dcnn_dd.grid import decompose_input
-    from dcnn_dd.train import parallel
+    from dcnn_dd import sharding
     from dcnn_dd.train.algorithm1 import Experiment
 
     setting = PRESETS[args.preset]()
@@ -471,7 +471,7 @@ def run(args) -> dict:
             sub_probs.append(np.asarray(p))
 
     def gnet_r_init_acc():
-        acc = ex.global_eval()(parallel.put_global(nets["GNet-R"], parallel.replicated(ex.dmesh)))["acc"]
+        acc = ex.global_eval()(sharding.put_global(nets["GNet-R"], sharding.replicated(ex.dmesh)))["acc"]
         return {"acc": float(np.asarray(acc))}
 
     r0 = common.cached(args.out / "gnet_r_init.json", args.restart, gnet_r_init_acc)

@@ -11,7 +11,7 @@ import optax
 from dcnn_dd.cnn_dnn import CNNDNN, DNN
 from dcnn_dd.grid import Grid
 from dcnn_dd.models import PlainCNN
-from dcnn_dd.train.state import init_variables
+from dcnn_dd.tree import init_variables
 from tests.multidevice_checks import max_diff, steps_on_data_mesh
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import dcnn_dd as dd  # noqa: E402
-from dcnn_dd.compose import path_str  # noqa: E402
+from dcnn_dd.tree import path_str  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -38,7 +38,7 @@ def nnx_api_block():
 
 
 def engine_block():
-    """The training engine's example (`Config` and `run`), the one python block of docs/engine.md."""
+    """The training engine's example (`Config` and `run_algorithm1`), the one python block of docs/engine.md."""
     (block,) = python_blocks("docs/engine.md")
     return block
 

@@ -30,7 +30,7 @@ def main():
         u, info = fwd(params["steps"], u0)
         grad = None
         if strategy == "shard_map":  # (vmap's gradient: tests/test_layer_parallel.py)
-            grad = jax.jit(jax.grad(lambda p, s=s: lp.cross_entropy(lp.apply(model, s, s, p, x), y)))(params)
+            grad = jax.jit(jax.grad(lambda p, s=s: lp.cross_entropy(lp.apply_parallel(model, s, s, p, x), y)))(params)
         sols[strategy] = (u, grad, int(info.iterations))
         if strategy == "shard_map":
             text = fwd.lower(params["steps"], u0).as_text()

@@ -10,8 +10,10 @@ import numpy as np
 import optax
 
 from dcnn_dd.models import PlainCNN
-from dcnn_dd.train import concurrent, parallel
-from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
+from dcnn_dd import sharding
+from dcnn_dd.train.state import create_state, default_tx, train_step
+from dcnn_dd.train.steps import data_parallel_train_step
+from dcnn_dd.tree import init_variables
 
 
 def max_diff(a, b) -> float:
@@ -29,18 +31,18 @@ def subnet_strategies(K):  # noqa: N803
     one = lambda st, x, lab, lr: train_step(sub, tx, st, x, lab, lr)  # noqa: E731
     out = {}
     for s in ("sequential", "vmap", "shard_map"):
-        mesh = parallel.subnet_mesh(K)
-        step = jax.jit(concurrent.kmap(one, s, K=K, in_axes=(0, 0, None, 0), mesh=mesh))
+        mesh = sharding.subnet_mesh(K)
+        step = jax.jit(sharding.kmap(one, s, K=K, in_axes=(0, 0, None, 0), mesh=mesh))
         state = jax.vmap(lambda v: create_state(v, tx))(stacked)
         if s == "shard_map" and K % mesh.devices.size == 0:
-            state = parallel.put_global(jax.device_get(state), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("subnet")))
+            state = sharding.put_global(jax.device_get(state), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("subnet")))
         for _ in range(3):
             state, m = step(state, xs, labels, lrs)
         out[s] = state
         if s == "shard_map":
             devices = {d.id for leaf in jax.tree.leaves(state.params) for d in leaf.devices()}
     return {
-        "K": K, "mesh": parallel.subnet_mesh(K).devices.size, "shard_map_devices": len(devices),
+        "K": K, "mesh": sharding.subnet_mesh(K).devices.size, "shard_map_devices": len(devices),
         "vmap_vs_sequential": max_diff(out["vmap"].params, out["sequential"].params),
         "shard_map_vs_sequential": max_diff(out["shard_map"].params, out["sequential"].params),
         "distinct": float(np.abs(np.asarray(jax.tree.leaves(out["sequential"].params)[0][0])
@@ -51,12 +53,13 @@ def subnet_strategies(K):  # noqa: N803
 def steps_on_data_mesh(model, tx, variables, x, y, n: int):
     """``len(x)`` training steps (lr 0.1) of ``model`` on an ``n``-device ``data`` mesh, batch sharded,
     state replicated: (the state on the host, the last loss, the state on the devices)."""
-    mesh = parallel.data_mesh(n)
-    rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    step = jax.jit(lambda st, xb, yb: train_step(model, tx, st, xb, yb, 0.1), out_shardings=(rep, rep))
-    state = parallel.put_global(create_state(variables, tx), rep)
+    mesh = sharding.data_mesh(n)
+    rep, bat = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    step = data_parallel_train_step(model, tx, mesh)  # the engine's global step, without preprocessing
+    state = sharding.put_global(create_state(variables, tx), rep)
     for i in range(len(x)):
-        state, m = step(state, parallel.put_global(np.asarray(x[i]), bat), parallel.put_global(np.asarray(y[i]), bat))
+        xb, yb = sharding.put_global(np.asarray(x[i]), bat), sharding.put_global(np.asarray(y[i]), bat)
+        state, m = step(state, xb, yb, None, jnp.int32(0), jnp.float32(0.1))
     return jax.device_get(state), float(m["loss"]), state
 
 

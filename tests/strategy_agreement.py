@@ -15,8 +15,8 @@ import jax
 def main(run_dir: str, coordinator: str, process_id: int) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=2, process_id=process_id)
-    from dcnn_dd.train import concurrent
-    from dcnn_dd.train.algorithm1 import run
+    from dcnn_dd import sharding
+    from dcnn_dd.train import run_algorithm1 as run
     from experiments import quickstart
 
     favourite = ("sequential", "vmap")[process_id]
@@ -25,7 +25,7 @@ def main(run_dir: str, coordinator: str, process_id: int) -> None:
         timings = {s: 0.0222 if s == favourite else 0.0226 for s in strategies}
         return min(timings, key=timings.get), timings
 
-    concurrent.choose = choose
+    sharding.choose = choose
     summary = run(quickstart.config(tiny=True, strategy="auto"), run_dir, progress=False, log=lambda *a, **k: None)
     print(json.dumps({"process": process_id, "favourite": favourite, "strategy": summary["strategy"]["strategy"],
                       "snet_acc": summary["snet_acc"]}))

@@ -109,12 +109,12 @@ def test_run_side_files_are_atomic_and_named_when_damaged(tmp_path, monkeypatch)
     engine's side files go through one writer and one reader."""
     import os
 
-    from dcnn_dd.train import algorithm1, checkpoint
+    from dcnn_dd.train import checkpoint
 
     rd = RunDir(tmp_path, {"lr": 1e-3})
     (tmp_path / "summary.json").write_text('{"snet_acc": [0.5')
     with pytest.raises(CheckpointError, match="summary.json is damaged"):
-        algorithm1.load_summary(tmp_path)
+        checkpoint.read_json(tmp_path / "summary.json")
     monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         checkpoint.write_json(tmp_path / "strategy.json", {"strategy": "vmap"})

@@ -79,8 +79,8 @@ def test_vote_matches_reference_on_many_ties(K):  # noqa: N803
 
 def test_logit_sum_and_shape_errors():
     logits = jnp.arange(24, dtype=jnp.float32).reshape(4, 2, 3)
-    np.testing.assert_array_equal(aggregate.logit_sum(logits), np.asarray(logits).sum(0))
-    for fn in (aggregate.average, aggregate.votes, aggregate.majority_vote, aggregate.logit_sum):
+    np.testing.assert_array_equal(aggregate.summed_logits(logits), np.asarray(logits).sum(0))
+    for fn in (aggregate.average, aggregate.votes, aggregate.majority_vote, aggregate.summed_logits):
         with pytest.raises(ValueError, match=r"\(K, B, C\)"):
             fn(jnp.zeros((4, 3)))
 
@@ -223,7 +223,7 @@ def test_readme_training_example_is_a_valid_run(monkeypatch):
     from dcnn_dd.train.config import build_grid, build_model
 
     calls = []
-    monkeypatch.setattr(cd, "run", lambda *a, **k: calls.append(a) or {"acc": {}}, raising=False)
+    monkeypatch.setattr(cd, "run_cnn_dnn", lambda *a, **k: calls.append(a) or {"acc": {}}, raising=False)
     page, block = _readme_blocks()[1]
     exec(compile(block, page, "exec"), {})  # noqa: S102
     (config, cfg, run_dir), = calls

@@ -9,7 +9,7 @@ import pytest
 
 import dcnn_dd as dd
 from dcnn_dd import rules
-from dcnn_dd.compose import leaves_by_path
+from dcnn_dd.tree import leaves_by_path
 from dcnn_dd.models import PlainCNN
 from tests.conftest import random_sub_vars
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from dcnn_dd.models import PlainCNN
-from dcnn_dd.train import concurrent, parallel
-from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
+from dcnn_dd import sharding
+from dcnn_dd.train.state import create_state, default_tx, train_step
+from dcnn_dd.tree import init_variables
 
 K = 3
 SUB = PlainCNN(features=(4, 4), pool_after=(1,), fc=(8,), num_classes=5)
@@ -28,7 +29,7 @@ def _problem():
 def _train(strategy, steps=3, mesh=None):
     tx, state, xs, labels, lrs = _problem()
     one = lambda st, x, lab, lr: train_step(SUB, tx, st, x, lab, lr)  # noqa: E731
-    step = jax.jit(concurrent.kmap(one, strategy, K=K, in_axes=(0, 0, None, 0), mesh=mesh))
+    step = jax.jit(sharding.kmap(one, strategy, K=K, in_axes=(0, 0, None, 0), mesh=mesh))
     for _ in range(steps):
         state, metrics = step(state, xs, labels, lrs)
     return state, metrics
@@ -49,7 +50,7 @@ def _reference(steps=3):
 
 @pytest.mark.parametrize("strategy", ["vmap", "sequential", "shard_map"])
 def test_every_strategy_equals_independent_training(strategy):
-    mesh = parallel.subnet_mesh(K) if strategy == "shard_map" else None
+    mesh = sharding.subnet_mesh(K) if strategy == "shard_map" else None
     state, metrics = _train(strategy, mesh=mesh)
     ref = _reference()
     assert metrics["loss"].shape == (K,)
@@ -79,7 +80,7 @@ def test_choose_measures_every_candidate_and_returns_the_fastest():
 
         return step, lambda: (jnp.zeros(()),)
 
-    best, timings = concurrent.choose(["vmap", "sequential"], build, repeats=2)
+    best, timings = sharding.choose(["vmap", "sequential"], build, repeats=2)
     assert best == "sequential" and set(timings) == {"vmap", "sequential"}
     assert timings["vmap"] > timings["sequential"]
     assert calls.count("vmap") == 3  # one compile call + 2 timed
@@ -87,6 +88,6 @@ def test_choose_measures_every_candidate_and_returns_the_fastest():
 
 def test_bad_strategy_and_missing_mesh_are_clear_errors():
     with pytest.raises(ValueError, match="choose one of"):
-        concurrent.kmap(lambda x: x, "pmap", K=2, in_axes=(0,))
+        sharding.kmap(lambda x: x, "pmap", K=2, in_axes=(0,))
     with pytest.raises(ValueError, match="subnet"):
-        concurrent.kmap(lambda x: x, "shard_map", K=2, in_axes=(0,))
+        sharding.kmap(lambda x: x, "shard_map", K=2, in_axes=(0,))

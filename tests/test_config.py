@@ -87,7 +87,7 @@ def test_a_bad_configuration_leaves_no_run_directory(tmp_path, capsys):
 
 
 def test_a_configuration_that_does_not_fit_the_data_leaves_no_run_directory(tmp_path):
-    from dcnn_dd.train.algorithm1 import run
+    from dcnn_dd.train import run_algorithm1 as run
 
     # valid on its own, but these 16x16 boxes at origin 20 do not fit in the 28x28 images: refused before
     # the run directory exists

@@ -109,20 +109,22 @@ def _coherent_and_two_stage(name, init, snets, dnn, strategy):
     import jax.numpy as jnp
 
     from dcnn_dd.cnn_dnn import train
-    from dcnn_dd.train import parallel
-    from dcnn_dd.train.algorithm1 import Experiment
+    from dcnn_dd import sharding
+    from dcnn_dd.train.setup import build_setup
+    from dcnn_dd.train.steps import Steps, data_parallel_eval_step, evaluate, subnet_batch_sharding
 
     case = next(c for c in cnn_dnn.tiny().cases if c.name == name)
-    ex = Experiment(case.config)
-    coh = ex.global_eval(with_logits=True, model=train.coherent_model(ex, case.cnn_dnn))(
-        parallel.put_global(init, parallel.replicated(ex.dmesh)))
-    sub_rep = parallel.replicated(ex.sub_sharding(strategy).mesh)
-    te = ex.sub_eval(strategy, with_logits=True)(parallel.put_global(snets, sub_rep))
+    setup = build_setup(case.config)
+    coh_eval = data_parallel_eval_step(train.coherent_model(setup, case.cnn_dnn), setup.data_mesh, setup.prep)
+    coh = evaluate(coh_eval, sharding.put_global(init, sharding.replicated(setup.data_mesh)), setup.test_source,
+                   setup.eval_batch, sharding.batch_sharding(setup.data_mesh), with_logits=True)
+    sub_rep = subnet_batch_sharding(setup, strategy)
+    te = Steps(setup).subnet_evaluator(strategy, with_logits=True)(sharding.put_global(snets, sub_rep))
     feats = train.FeatureSource(np.swapaxes(train.softmax(te["logits"]), 0, 1), te["labels"],
-                                ex.train_source.num_classes, "test probs")
+                                setup.train_source.num_classes, "test probs")
     np.testing.assert_array_equal(np.asarray(coh["labels"]), feats.labels)  # the same samples, in the same order
     x, labels = feats.take(np.arange(len(feats)))
-    ref = train.dnn_model(ex, case.cnn_dnn).apply(dnn, jnp.asarray(x))
+    ref = train.dnn_model(setup, case.cnn_dnn).apply(dnn, jnp.asarray(x))
     return np.asarray(coh["logits"]), np.asarray(ref), labels
 
 
@@ -170,7 +172,7 @@ def test_rerun_resumes_from_the_checkpoints(result):
     run_dir = out / "cases" / case.name
     before = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
     before.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})
-    again = train.run(case.config, case.cnn_dnn, run_dir, progress=False, log=lambda *a, **k: None)
+    again = train.run_cnn_dnn(case.config, case.cnn_dnn, run_dir, progress=False, log=lambda *a, **k: None)
     assert again["acc"] == r["cases"][case.name]["summary"]["acc"]
     after = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
     after.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})

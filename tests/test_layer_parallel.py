@@ -47,7 +47,7 @@ def test_converged_mgrit_reproduces_serial_forward(kind, cfactor, levels, relax)
     ref = model.serial_states(params["steps"], u0)
     s = lp.Solver(cfactor=cfactor, levels=levels, relax=relax, tol=1e-12, max_iter=40)
     u, info = fwd(model, params["steps"], u0, s)
-    lp.check(info)
+    lp.check_solve(info)
     assert int(info.iterations) < 40 and float(info.residuals[int(info.iterations)]) <= 1e-12
     assert maxdiff(u, ref) < 1e-11
     assert float(info.residuals[0]) > 1e-3  # it did have something to solve
@@ -112,7 +112,7 @@ def test_custom_vjp_gradient_equals_serial_grad(kind, levels):
         return lp.cross_entropy(apply(p, x), y) + lp.time_derivative(p["steps"], 1e-2, model.h)
 
     g_ser = jax.grad(loss)(params, model.apply_serial)
-    g_lp = jax.jit(jax.grad(loss), static_argnums=1)(params, lambda p, xx: lp.apply(model, s, s, p, xx))
+    g_lp = jax.jit(jax.grad(loss), static_argnums=1)(params, lambda p, xx: lp.apply_parallel(model, s, s, p, xx))
     assert maxdiff(g_ser, g_lp) < 1e-10
     assert maxdiff(g_ser, jax.tree.map(jnp.zeros_like, g_ser)) > 1e-3
 
@@ -125,7 +125,7 @@ def test_gradient_of_all_states_and_warm_start_input():
     s = lp.Solver(cfactor=2, levels=3, tol=1e-13, max_iter=40)
     warm = model.serial_states(params["steps"], u0) + 0.1
     g_ser = jax.grad(lambda st, a: jnp.sum(w * jnp.sin(model.serial_states(st, a))), argnums=(0, 1))(params["steps"], u0)
-    g_lp = jax.jit(jax.grad(lambda st, a, uw: jnp.sum(w * jnp.sin(lp.states(model, s, s, st, a, uw))),
+    g_lp = jax.jit(jax.grad(lambda st, a, uw: jnp.sum(w * jnp.sin(lp.layer_states(model, s, s, st, a, uw))),
                             argnums=(0, 1, 2)))(params["steps"], u0, warm)
     assert maxdiff(g_ser, g_lp[:2]) < 1e-10
     assert float(jnp.max(jnp.abs(g_lp[2]))) == 0.0
@@ -169,7 +169,7 @@ def test_exact_training_gradient_equals_serial_leaf_by_leaf():
     loss_ser, g_ser = jax.jit(lp.train.serial_loss_and_grad, static_argnums=(0, 1))(model, m, params, x, y)
     loss_lp, g_lp, _, _, fi, bi = jax.jit(lp.train.layer_parallel_loss_and_grad, static_argnums=(0, 1))(
         model, m, params, x, y)
-    lp.check(fi), lp.check(bi)
+    lp.check_solve(fi), lp.check_solve(bi)
     assert int(fi.iterations) < 60 and int(bi.iterations) < 60
     assert abs(float(loss_ser - loss_lp)) < 1e-12
     assert jax.tree.structure(g_ser) == jax.tree.structure(g_lp)
@@ -198,7 +198,7 @@ def test_nonfinite_on_coarsest_level_is_reported_there():
     assert np.isfinite(float(info.residuals[0])) and not np.isfinite(float(info.residuals[1]))
     assert int(info.nonfinite_level) == 2 and int(info.nonfinite_iteration) == int(info.iterations) == 1
     with pytest.raises(lp.NonFiniteResidualError, match=r"iteration 1 \(first non-finite values on level 2\)"):
-        lp.check(info)
+        lp.check_solve(info)
     # two levels (coarsest h = 1/4): no blow-up
     _, info2 = solve(step, params, 1 / 16, g, jnp.broadcast_to(g[0], g.shape), lp.Solver(cfactor=4, levels=2, max_iter=5))
     assert int(info2.nonfinite_level) == -1 and int(info2.iterations) == 5
@@ -277,4 +277,4 @@ def test_bad_input():
     _, info = fwd(relu, huge, jnp.abs(u0) + 1.0, lp.Solver(cfactor=2, levels=3, max_iter=5))
     assert int(info.nonfinite_level) == 0 and int(info.nonfinite_iteration) == int(info.iterations) == 0
     with pytest.raises(lp.NonFiniteResidualError, match=r"iteration \d+ \(first non-finite values on level \d\)"):
-        lp.check(info)
+        lp.check_solve(info)

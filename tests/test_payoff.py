@@ -13,7 +13,7 @@ from tests.conftest import random_sub_vars
 import dcnn_dd as dd
 from dcnn_dd.models import PlainCNN
 from dcnn_dd.train.checkpoint import InMemoryCheckpoints
-from dcnn_dd.compose import leaves_by_path
+from dcnn_dd.tree import leaves_by_path
 from dcnn_dd.train.state import compose_opt_state, create_state, default_tx, params_plan, train_step
 from experiments import payoff
 
@@ -177,7 +177,7 @@ def test_tiny_preset_resumes_from_its_cache(tiny):
 
 
 def test_engine_time_to_target_counts_everything_and_uses_first_hits():
-    from dcnn_dd.train.algorithm1 import time_to_target
+    from dcnn_dd.train.composed_training import time_to_target
 
     comp = {"compose_s": 1.0, "eval_s": 0.5, "gnet_t_init_acc": 0.70}
     snets = [{"elapsed_s": 4.0}, {"elapsed_s": 8.0}]

@@ -28,14 +28,15 @@ def test_nnx_example_runs(capsys):
 
 
 def test_readme_engine_example_builds_a_valid_run(monkeypatch):
-    """The training engine's example (docs/engine.md) with `run` stubbed: its Config must be valid and
+    """The training engine's example (docs/engine.md) with `run_algorithm1` stubbed: its Config must be valid and
     its model and grid must build (the real run is the quickstart, tested end to end)."""
     import dcnn_dd.train as train
     from dcnn_dd.train.config import build_grid, build_model
 
     page, block = engine_block()
     calls = []
-    monkeypatch.setattr(train, "run", lambda config, run_dir: calls.append((config, run_dir)) or {}, raising=False)
+    monkeypatch.setattr(train, "run_algorithm1", lambda config, run_dir: calls.append((config, run_dir)) or {},
+                        raising=False)
     exec(compile(block, page, "exec"), {})  # noqa: S102
     (config, run_dir), = calls
     assert isinstance(config, train.Config) and run_dir == "results/my_run"

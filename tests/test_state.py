@@ -7,7 +7,8 @@ import numpy as np
 import optax
 
 from dcnn_dd.models import PlainCNN
-from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step, with_learning_rate
+from dcnn_dd.train.state import create_state, default_tx, train_step, with_learning_rate
+from dcnn_dd.tree import init_variables
 
 
 def _setup():

@@ -55,7 +55,7 @@ def test_register_model_errors(registry):
 
 
 def test_user_module_as_the_local_cnns_of_a_cnn_dnn(registry, tmp_path):
-    from dcnn_dd.cnn_dnn import CNNDNNConfig, run
+    from dcnn_dd.cnn_dnn import CNNDNNConfig, run_cnn_dnn as run
     from dcnn_dd.train import Config
     from dcnn_dd.train.checkpoint import load_variables
 

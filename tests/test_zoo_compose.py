@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dcnn_dd as dd
-from dcnn_dd.compose import leaves_by_path
+from dcnn_dd.tree import leaves_by_path
 from dcnn_dd.models.zoo import VGG16, BottleneckResNet, CifarResNet, DogsCatsCNN
 from tests.conftest import random_sub_vars
 

@@ -9,17 +9,17 @@
 """
 
 from dcnn_dd.cnn_dnn import aggregate
-from dcnn_dd.cnn_dnn.aggregate import AGGREGATORS, DNN, average, default_hidden, logit_sum, majority_vote, votes
+from dcnn_dd.cnn_dnn.aggregate import AGGREGATORS, DNN, average, default_hidden, majority_vote, summed_logits, votes
 from dcnn_dd.cnn_dnn.model import CNNDNN, join, split, two_stage
 
 __all__ = [
-    "AGGREGATORS", "CNNDNN", "CNNDNNConfig", "DNN", "aggregate", "average", "default_hidden", "join", "logit_sum",
-    "majority_vote", "run", "split", "two_stage", "votes",
+    "AGGREGATORS", "CNNDNN", "CNNDNNConfig", "DNN", "aggregate", "average", "default_hidden", "join",
+    "majority_vote", "run_cnn_dnn", "split", "summed_logits", "two_stage", "votes",
 ]
 
 
 def __getattr__(name):  # the training pulls in the data pipeline; import it on first use
-    if name in ("CNNDNNConfig", "run"):
+    if name in ("CNNDNNConfig", "run_cnn_dnn"):
         from dcnn_dd.cnn_dnn import train
 
         return getattr(train, name)

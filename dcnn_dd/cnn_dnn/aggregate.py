@@ -55,9 +55,9 @@ def majority_vote(probs):
     return jnp.argmax(summed, axis=-1).astype(jnp.int32)
 
 
-def logit_sum(logits):
+def summed_logits(logits):
     """(K, B, C) local logits -> (B, C) their sum (the Gu et al. composed network, Theorem 2.1)."""
-    _check(logits, "logit_sum")
+    _check(logits, "summed_logits")
     return jnp.sum(logits, axis=0)
 
 

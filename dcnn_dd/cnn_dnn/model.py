@@ -11,14 +11,14 @@ the same parameters - one differentiable function, so it can also be trained end
 
 The variables are one tree: ``{'params': {'local': L, 'dnn': D}, 'batch_stats': {'local': S}}``
 where L (and S, for local CNNs with BatchNorm) hold the K local CNNs *stacked on axis 0*, the
-layout of the sub-network phase of Algorithm 1 (:meth:`dcnn_dd.train.Experiment.sub_init`, the
+layout of the sub-network phase of Algorithm 1 (:meth:`dcnn_dd.train.Setup.subnet_init`, the
 ``snets`` checkpoints), and D is the :class:`~dcnn_dd.cnn_dnn.aggregate.DNN`'s.  :func:`join` and
 :func:`split` convert between the two, so transfer learning starts from the pre-trained trees as
 they are (no copy, no reshaping).
 
 :class:`CNNDNN` is not a Flax module but has the two methods the engine calls, ``init(key, x,
 train=False)`` and ``apply(variables, x, train=False, mutable=False)`` (:mod:`dcnn_dd.train.state`);
-the K local CNNs run with a strategy of :mod:`dcnn_dd.train.concurrent` (``vmap`` or
+the K local CNNs run with a strategy of :mod:`dcnn_dd.sharding` (``vmap`` or
 ``sequential``) inside it, and the model is trained data-parallel like the global network.
 """
 
@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 
 from dcnn_dd.cnn_dnn.aggregate import DNN
-from dcnn_dd.compose import stack
+from dcnn_dd.tree import stack
 from dcnn_dd.grid import Grid, decompose_input
-from dcnn_dd.train import concurrent
-from dcnn_dd.train.state import init_variables
+from dcnn_dd import sharding
+from dcnn_dd.tree import init_variables
 
 INNER = ("vmap", "sequential")
 
@@ -62,7 +62,7 @@ def split(variables: dict) -> tuple[dict, dict]:
 class CNNDNN:
     """K local CNNs (``local``: the global architecture's ``subnet(K)``) on the sub-images of
     ``grid``, aggregated by ``dnn``; ``inner``: how the K local CNNs run, ``vmap`` or ``sequential``
-    (:mod:`dcnn_dd.train.concurrent`; on XLA:CPU ``sequential`` is usually faster)."""
+    (:mod:`dcnn_dd.sharding`; on XLA:CPU ``sequential`` is usually faster)."""
 
     local: nn.Module
     dnn: DNN
@@ -86,7 +86,7 @@ class CNNDNN:
             return self.local.apply(v, xk, train=train, mutable=mutable) if mutable else \
                 self.local.apply(v, xk, train=train)
 
-        return concurrent.kmap(one, self.inner, K=self.K, in_axes=(0, 0))(local_vars, xs)
+        return sharding.kmap(one, self.inner, K=self.K, in_axes=(0, 0))(local_vars, xs)
 
     def aggregate(self, dnn_vars, local_logits):
         """The DNN on the local class probabilities: (K, B, classes) logits -> (B, classes)."""
@@ -102,7 +102,7 @@ class CNNDNN:
 
     def init(self, key, x, train: bool = False) -> dict:
         """Independent random initialisations: local CNN k from ``fold``-split keys (as
-        :meth:`~dcnn_dd.train.Experiment.sub_init` does), the DNN from its own key."""
+        :meth:`~dcnn_dd.train.Setup.subnet_init` does), the DNN from its own key."""
         k_local, k_dnn = jax.random.split(key)
         sub_shape = (1, *self.grid.sub_shape, x.shape[-1])
         local_vars = stack([init_variables(self.local, k, sub_shape) for k in jax.random.split(k_local, self.K)])

@@ -1,8 +1,8 @@
 """CNN-DNN training end to end, on the engine of Algorithm 1 (resumable phases, checkpoints).
 
-Phases of :func:`run` (each checkpointed every epoch; re-running the same call resumes):
+Phases of :func:`run_cnn_dnn` (each checkpointed every epoch; re-running the same call resumes):
 
-1. **local CNNs** = the sub-network phase of Algorithm 1 (:func:`dcnn_dd.train.algorithm1.run`):
+1. **local CNNs** = the sub-network phase of Algorithm 1 (:func:`dcnn_dd.train.run_algorithm1`):
    the K local CNNs (``model.subnet(K)``) train concurrently and independently on their
    sub-images, with the same strategies (``auto`` measures) and devices.  The same run also
    trains the **global CNN** directly (GNet-R, ``gnet_r_epochs``) and composes the local CNNs
@@ -33,17 +33,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dcnn_dd import sharding
 from dcnn_dd.cnn_dnn import aggregate
 from dcnn_dd.cnn_dnn.aggregate import DNN
 from dcnn_dd.cnn_dnn.model import CNNDNN, INNER, join
 from dcnn_dd.complexity import count_params
-from dcnn_dd.train import algorithm1, parallel
-from dcnn_dd.train.algorithm1 import Experiment, _evaluate, epoch_metrics
-from dcnn_dd.train.checkpoint import RunDir, load_variables, read_json, write_json
+from dcnn_dd.train.checkpoint import RunDir, load_variables, write_json
+from dcnn_dd.train.composed_training import run_algorithm1
 from dcnn_dd.train.config import Config
-from dcnn_dd.train.loop import Phase, TrainData, run_phase
+from dcnn_dd.train.loop import TrainData
+from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
 from dcnn_dd.train.schedules import Piecewise
-from dcnn_dd.train.state import create_state, eval_step, init_variables, top_k_correct, train_step
+from dcnn_dd.train.setup import Setup, build_setup
+from dcnn_dd.train.state import create_state, top_k_correct
+from dcnn_dd.train.steps import (
+    Steps, data_parallel_eval_step, data_parallel_train_step, epoch_metrics, evaluate, global_state, global_train_step,
+    subnet_batch_sharding,
+)
+from dcnn_dd.tree import init_variables
 
 PHASES = ("dnn", "coherent", "transfer")
 
@@ -118,7 +125,7 @@ def aggregator_scores(local_logits, labels) -> dict:
     probs = jax.nn.softmax(logits, axis=-1)
     labels = jnp.asarray(labels)
     out = {}
-    for name, scores in (("average", aggregate.average(probs)), ("logit_sum", aggregate.logit_sum(logits))):
+    for name, scores in (("average", aggregate.average(probs)), ("logit_sum", aggregate.summed_logits(logits))):
         out[name] = {"acc": float(jnp.mean(jnp.argmax(scores, -1) == labels)),
                      "top5": float(jnp.mean(top_k_correct(scores, labels, 5)))}
     out["vote"] = {"acc": float(jnp.mean(aggregate.majority_vote(probs) == labels)), "top5": None}
@@ -128,129 +135,117 @@ def aggregator_scores(local_logits, labels) -> dict:
     return out
 
 
-def dnn_model(ex: Experiment, cfg: CNNDNNConfig) -> DNN:
+def dnn_model(setup: Setup, cfg: CNNDNNConfig) -> DNN:
     hidden = None if cfg.dnn_hidden is None else tuple(cfg.dnn_hidden)
-    return DNN(ex.train_source.num_classes, hidden)
+    return DNN(setup.train_source.num_classes, hidden)
 
 
-def coherent_model(ex: Experiment, cfg: CNNDNNConfig) -> CNNDNN:
-    return CNNDNN(ex.sub, dnn_model(ex, cfg), ex.grid, cfg.inner)
+def coherent_model(setup: Setup, cfg: CNNDNNConfig) -> CNNDNN:
+    return CNNDNN(setup.sub, dnn_model(setup, cfg), setup.grid, cfg.inner)
 
 
-def _dnn_fns(ex: Experiment, dnn: DNN):
-    rep = parallel.replicated(ex.dmesh)
+def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, run_dir: RunDir,
+                   steps: Steps | None = None) -> list:
+    """The CNN-DNN's phases 2-6 in ``run_dir`` (the trained :data:`PHASES`, and ``features``,
+    ``aggregators``, ``dnn_variables``, ``transfer_init``) on top of the trained local CNNs
+    ``local_vars`` (stacked on axis 0), which run with ``strategy``; ``steps``: compiled steps
+    to share with the run that trained them."""
+    config = setup.config
+    steps = Steps(setup) if steps is None else steps
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 6)
+    k_dnn, k_coh = jax.random.split(key)
+    num_classes = setup.train_source.num_classes
+    bsh = sharding.batch_sharding(setup.data_mesh)
+    train_images = TrainData(setup.train_source, config.batch_size, config.seed, bsh, config.steps_per_epoch)
 
-    def step(state, x, labels, ids, epoch, lr):
-        return train_step(dnn, ex.tx, state, x, labels, lr)
+    def features(results):  # the frozen local CNNs' outputs on the training and test sets
+        t0 = time.perf_counter()
+        on_dev = sharding.put_global(local_vars, subnet_batch_sharding(setup, strategy))
+        tr = steps.subnet_evaluator(strategy, with_logits=True, source=setup.train_source)(on_dev)
+        te = steps.subnet_evaluator(strategy, with_logits=True)(on_dev)
+        return {"train": FeatureSource(np.swapaxes(softmax(tr["logits"]), 0, 1), tr["labels"], num_classes,
+                                       "train probs"),
+                "test": FeatureSource(np.swapaxes(softmax(te["logits"]), 0, 1), te["labels"], num_classes,
+                                      "test probs"),
+                "test_logits": te["logits"], "test_labels": te["labels"], "seconds": time.perf_counter() - t0}
 
-    train = ex._cached(("dnn_step", id(dnn)), lambda: jax.jit(step, out_shardings=(rep, rep), donate_argnums=0))
-    ev = ex._cached(("dnn_eval", id(dnn)), lambda: jax.jit(
-        lambda v, x, lab, ids, mask: eval_step(dnn, v, x, lab, mask), out_shardings=rep))
-    return train, ev
+    # ---- the DNN on the frozen local outputs: its own data-parallel steps (no augmentation)
+    dnn = dnn_model(setup, cfg)
+    dnn_step = data_parallel_train_step(dnn, setup.tx, setup.data_mesh)
+    dnn_eval = data_parallel_eval_step(dnn, setup.data_mesh)
+    dnn_batch = cfg.dnn_batch_size or config.batch_size
+    sharding.check_batch(dnn_batch, setup.data_mesh)
+    dnn_init = jax.device_get(init_variables(dnn, k_dnn, (1, config.K, num_classes)))
+
+    def dnn_phase(results):
+        feats = results["features"]
+        return Train("dnn", cfg.dnn_epochs, Piecewise.from_json(cfg.dnn_lr), dnn_step,
+                     epoch_metrics(lambda v: evaluate(dnn_eval, v, feats["test"], setup.eval_batch, bsh)),
+                     TrainData(feats["train"], dnn_batch, config.seed, bsh),
+                     init=lambda r: global_state(setup, dnn_init), plateau_patience=config.plateau_patience,
+                     keep=lambda state: sharding.to_host(state.variables), optional=True)
+
+    # ---- the coherent CNN-DNN, end to end: from random initialisation, and from the trained parts
+    coh = coherent_model(setup, cfg)
+    coh_step = global_train_step(setup, coh)
+    coh_eval = data_parallel_eval_step(coh, setup.data_mesh, setup.prep)
+
+    def coh_evaluate(variables):
+        return evaluate(coh_eval, variables, setup.test_source, setup.eval_batch, bsh)
+
+    def transfer_vars(results):  # the trained local CNNs and DNN, as the coherent model's variables
+        return join(local_vars, results["dnn_variables"])
+
+    def transfer_init(results):  # saved as a checkpoint (the bitwise record), scored once
+        init_vars = transfer_vars(results)
+        store = run_dir.phase("transfer_init")
+        if store.latest() is None:
+            store.save(0, create_state(init_vars, setup.tx), {"what": "the transfer phase's initial state"})
+        r = coh_evaluate(sharding.put_global(init_vars, sharding.replicated(setup.data_mesh)))
+        return {"acc": float(r["acc"]), "top5": float(r["top5"])}
+
+    def coherent_phase(name, epochs, lr, init):
+        return Train(name, epochs, Piecewise.from_json(lr), coh_step, epoch_metrics(coh_evaluate), train_images,
+                     init=init, plateau_patience=config.plateau_patience, optional=True)
+
+    phases = [
+        Compute("features", features, describe=lambda f: (
+            f"local CNN outputs: train {f['train'].features.shape}, test {f['test'].features.shape} "
+            f"({f['seconds']:.1f} s)")),
+        Compute("aggregators", lambda r: aggregator_scores(r["features"]["test_logits"], r["features"]["test_labels"])),
+        Deferred("dnn", dnn_phase),
+        Compute("dnn_variables", lambda r: r["dnn"] if "dnn" in r else dnn_init),  # trained, or initial (0 epochs)
+        coherent_phase("coherent", cfg.coherent_epochs, cfg.coherent_lr,
+                       lambda r: global_state(setup, init_variables(coh, k_coh, (1, *setup.image_shape)))),
+    ]
+    if cfg.transfer_epochs > 0:
+        phases += [Compute("transfer_init", transfer_init, cache=True),
+                   coherent_phase("transfer", cfg.transfer_epochs, cfg.transfer_lr,
+                                  lambda r: global_state(setup, transfer_vars(r)))]
+    return phases
 
 
-def run(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, progress: bool = True, data_path=None,
-        data_dir=None, num_devices: int | None = None, log=print, experiment: Experiment | None = None) -> dict:
+def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = False, progress: bool = True,
+                data_path=None, data_dir=None, num_devices: int | None = None, log=print,
+                setup: Setup | None = None) -> dict:
     """Run (or resume) every phase; returns the summary (also ``<run_dir>/cnn_dnn/summary.json``)."""
     run_dir = Path(run_dir)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
-    ex = experiment or Experiment(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    setup = setup or build_setup(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    steps = Steps(setup)
 
     # ---- 1. local CNNs (= SNets), the global CNN (GNet-R) and the Gu et al. composed network
-    a1 = algorithm1.run(config, run_dir, restart=restart, progress=progress, log=log, experiment=ex)
+    a1 = run_algorithm1(config, run_dir, restart=restart, progress=progress, log=log, setup=setup, steps=steps)
     local_vars = load_variables(run_dir, "snets")  # the trained local CNNs, stacked on axis 0
-    strategy = a1["strategy"]["strategy"]
 
+    # ---- 2-6. features, aggregators, DNN, coherent, transfer
     rd = RunDir(run_dir / "cnn_dnn", {"config": config.to_json(), "cnn_dnn": cfg.to_json()}, restart=restart)
-    if restart and main:
-        (rd.path / "transfer_init.json").unlink(missing_ok=True)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 6)
-    k_dnn, k_coh = jax.random.split(key)
-    histories: dict[str, list] = {}
+    phases = cnn_dnn_phases(setup, cfg, local_vars, a1["strategy"]["strategy"], rd, steps)
+    results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
 
-    def write_metrics():
-        rd.write_metrics(histories, PHASES)
-
-    def cb(name):
-        def f(history):
-            histories[name] = history
-            write_metrics()
-        return f
-
-    # ---- 2. features: the frozen local CNNs' outputs on the training and test sets
-    t0 = time.perf_counter()
-    sub_rep = parallel.replicated(ex.sub_sharding(strategy).mesh)
-    on_dev = parallel.put_global(local_vars, sub_rep)
-    tr = ex.sub_eval(strategy, with_logits=True, source=ex.train_source)(on_dev)
-    te = ex.sub_eval(strategy, with_logits=True)(on_dev)
-    t_features = time.perf_counter() - t0
-    num_classes = ex.train_source.num_classes
-    train_feats = FeatureSource(np.swapaxes(softmax(tr["logits"]), 0, 1), tr["labels"], num_classes, "train probs")
-    test_feats = FeatureSource(np.swapaxes(softmax(te["logits"]), 0, 1), te["labels"], num_classes, "test probs")
-    log(f"local CNN outputs: train {train_feats.features.shape}, test {test_feats.features.shape} "
-        f"({t_features:.1f} s)")
-
-    # ---- 3. the parameter-free aggregators
-    aggs = aggregator_scores(te["logits"], te["labels"])
-
-    # ---- 4. the DNN on the frozen local outputs
-    dnn = dnn_model(ex, cfg)
-    dnn_step, dnn_eval_fn = _dnn_fns(ex, dnn)
-    bsh = parallel.batch_sharding(ex.dmesh)
-
-    dnn_evaluate = epoch_metrics(lambda v: _evaluate(dnn_eval_fn, v, test_feats, ex.eval_batch, bsh, False))
-
-    dnn_batch = cfg.dnn_batch_size or config.batch_size
-    parallel.check_batch(dnn_batch, ex.dmesh)
-    dnn_vars = init_variables(dnn, k_dnn, (1, config.K, num_classes))
-    dnn_vars = jax.device_get(dnn_vars)
-    if cfg.dnn_epochs > 0:
-        phase = Phase("dnn", cfg.dnn_epochs, Piecewise.from_json(cfg.dnn_lr), dnn_step, dnn_evaluate, 1,
-                      config.plateau_patience)
-        state = ex.global_state(dnn_vars)
-        state, histories["dnn"] = run_phase(phase, state, rd.phase("dnn"), TrainData(train_feats, dnn_batch, config.seed,
-                                            bsh), on_epoch=cb("dnn"), progress=progress)
-        dnn_vars = parallel.to_host(state.variables)
-        del state
-
-    # ---- 5. the coherent CNN-DNN from random initialisation, end to end
-    train_images = TrainData(ex.train_source, config.batch_size, config.seed, bsh, config.steps_per_epoch)
-    coh = coherent_model(ex, cfg)
-    coh_eval = ex.global_eval(model=coh)
-    coh_step = ex.global_step(coh)
-    if cfg.coherent_epochs > 0:
-        phase = Phase("coherent", cfg.coherent_epochs, Piecewise.from_json(cfg.coherent_lr), coh_step, epoch_metrics(coh_eval),
-                      1, config.plateau_patience)
-        state = ex.global_state(init_variables(coh, k_coh, (1, *ex.image_shape)))
-        _, histories["coherent"] = run_phase(phase, state, rd.phase("coherent"), train_images,
-                                             on_epoch=cb("coherent"), progress=progress)
-        del state
-
-    # ---- 6. transfer learning: the coherent model from the trained local CNNs and DNN
-    transfer_init = None
-    if cfg.transfer_epochs > 0:
-        init_vars = join(local_vars, dnn_vars)
-        store = rd.phase("transfer_init")
-        if store.latest() is None:
-            store.save(0, create_state(init_vars, ex.tx), {"what": "the transfer phase's initial state"})
-        init_file = rd.path / "transfer_init.json"
-        if init_file.exists():
-            transfer_init = read_json(init_file)
-        else:
-            r = coh_eval(parallel.put_global(init_vars, parallel.replicated(ex.dmesh)))
-            transfer_init = {"acc": float(r["acc"]), "top5": float(r["top5"])}
-            if main:
-                write_json(init_file, transfer_init)
-        phase = Phase("transfer", cfg.transfer_epochs, Piecewise.from_json(cfg.transfer_lr), coh_step, epoch_metrics(coh_eval),
-                      1, config.plateau_patience)
-        state = ex.global_state(init_vars)
-        _, histories["transfer"] = run_phase(phase, state, rd.phase("transfer"), train_images,
-                                             on_epoch=cb("transfer"), progress=progress)
-        del state
-    write_metrics()
-
-    summary = summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, local_vars, dnn_vars)
+    summary = summarize(config, cfg, setup, a1, histories, results["aggregators"], results.get("transfer_init"),
+                        results["features"]["seconds"], local_vars, results["dnn_variables"])
     if main:
         write_json(rd.path / "summary.json", summary)
         log(summary_table(summary))
@@ -261,12 +256,12 @@ def _last(h, key="val_acc"):
     return h[-1][key] if h else None
 
 
-def summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, local_vars, dnn_vars) -> dict:
+def summarize(config, cfg, setup, a1, histories, aggs, transfer_init, t_features, local_vars, dnn_vars) -> dict:
     dnn_h, coh_h, tr_h = (histories.get(p, []) for p in PHASES)
     t_local, t_dnn = a1["time_subnets_s"], (_last(dnn_h, "elapsed_s") or 0.0)
     local_params = count_params(local_vars)
     return {
-        "K": config.K, "grid": repr(ex.grid), "sub_shape": list(ex.grid.sub_shape),
+        "K": config.K, "grid": repr(setup.grid), "sub_shape": list(setup.grid.sub_shape),
         "acc": {
             "local": a1["snet_acc"],
             "dnn": _last(dnn_h), "average": aggs["average"]["acc"], "vote": aggs["vote"]["acc"],
@@ -289,9 +284,9 @@ def summarize(config, cfg, ex, a1, histories, aggs, transfer_init, t_features, l
             "transfer (local + features + dnn + transfer)": (t_local + t_features + t_dnn
                                                              + (_last(tr_h, "elapsed_s") or 0.0)) if tr_h else None,
         },
-        "params": {"global": count_params(jax.eval_shape(ex.global_init, jax.random.PRNGKey(0))),
+        "params": {"global": count_params(jax.eval_shape(setup.global_init, jax.random.PRNGKey(0))),
                    "local_each": local_params // config.K, "local_all": local_params,
-                   "dnn": count_params(dnn_vars), "dnn_hidden": list(dnn_model(ex, cfg).widths(config.K))},
+                   "dnn": count_params(dnn_vars), "dnn_hidden": list(dnn_model(setup, cfg).widths(config.K))},
         "epochs": {"local": config.snet_epochs, "dnn": cfg.dnn_epochs, "coherent": cfg.coherent_epochs,
                    "transfer": cfg.transfer_epochs, "global": config.gnet_r_epochs},
         "strategy": a1["strategy"], "inner": cfg.inner, "backend": jax.default_backend(),

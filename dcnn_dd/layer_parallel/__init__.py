@@ -3,26 +3,31 @@
     model  = ODEResNet(n_layers=64, width=8, num_classes=5, T=5.0)
     params = model.init(key, x)
     fwd    = Solver(cfactor=4, levels=3, tol=1e-9, max_iter=30)     # exact: iterate to tolerance
-    logits = apply(model, fwd, fwd, params, x)                      # drop-in for model.apply_serial
+    logits = apply_parallel(model, fwd, fwd, params, x)             # drop-in for model.apply_serial
     grads  = jax.grad(loss)(params)                                 # adjoint solved by MGRIT too
 
 Files: ``model.py`` (ODE-ResNet, serial scan reference, regularisers), ``mgrit.py`` (FAS
 multilevel solver, relaxation, hierarchy, cost model), ``adjoint.py`` (backward MGRIT,
-parameter gradients, ``custom_vjp``), ``train.py`` (serial / exact / one-shot training steps),
+parameter gradients, ``custom_vjp``), ``train.py`` (serial / exact / one-shot training steps, and ``fit``, the training loop),
 ``data.py`` (the peaks problem).
 """
 
-from dcnn_dd.layer_parallel.adjoint import apply, backward, final, forward, gradients, param_grads, states
+from dcnn_dd.layer_parallel.adjoint import (
+    apply_parallel, backward, final_state, forward, gradients, layer_states, param_grads,
+)
 from dcnn_dd.layer_parallel.mgrit import (
-    NonFiniteResidualError, SolveInfo, Solver, check, conv_factor, critical_path, hierarchy, layers_mesh, max_levels,
-    residual_reduction, solve,
+    NonFiniteResidualError, SolveInfo, Solver, check_solve, conv_factor, critical_path, hierarchy, layers_mesh,
+    max_levels, residual_reduction, solve,
 )
 from dcnn_dd.layer_parallel.model import ODEResNet, cross_entropy, tikhonov, time_derivative
-from dcnn_dd.layer_parallel.train import METHODS, Method, TrainState, init_state, make_step
+from dcnn_dd.layer_parallel.train import (
+    METHODS, LayerParallelState, Method, accuracy, convergence, fit, init_state, make_step,
+)
 
 __all__ = [
-    "METHODS", "Method", "NonFiniteResidualError", "ODEResNet", "SolveInfo", "Solver", "TrainState", "apply",
-    "backward", "check", "conv_factor", "critical_path", "cross_entropy", "final", "forward", "gradients",
-    "hierarchy", "init_state", "layers_mesh", "make_step", "max_levels", "param_grads", "residual_reduction", "solve", "states",
-    "tikhonov", "time_derivative",
+    "METHODS", "LayerParallelState", "Method", "NonFiniteResidualError", "ODEResNet", "SolveInfo", "Solver",
+    "accuracy", "apply_parallel", "backward", "check_solve", "conv_factor", "convergence", "critical_path",
+    "cross_entropy", "final_state", "fit", "forward", "gradients", "hierarchy", "init_state", "layer_states",
+    "layers_mesh", "make_step", "max_levels", "param_grads", "residual_reduction", "solve", "tikhonov",
+    "time_derivative",
 ]

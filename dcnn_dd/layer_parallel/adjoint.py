@@ -102,7 +102,7 @@ def gradients(model, steps, states, cotangents, solver: Solver, lam_warm=None):
 
 # --- the drop-in layer-parallel block ------------------------------------------------------------
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def states(model, fwd: Solver, bwd: Solver, steps, u0, u_warm=None):
+def layer_states(model, fwd: Solver, bwd: Solver, steps, u0, u_warm=None):
     """All states u_0..u_N of the ODE block, forward by MGRIT (``fwd``), differentiable: reverse
     mode solves the adjoint by MGRIT (``bwd``) and returns dL/dsteps and dL/du0 by (3.6)-(3.7).
 
@@ -114,7 +114,7 @@ def states(model, fwd: Solver, bwd: Solver, steps, u0, u_warm=None):
     discarded, so a solve that stopped at ``max_iter`` above its tolerance, or on a non-finite
     residual, silently gives inexact (or non-finite) states and gradients.  Where that matters, call
     :func:`forward` / :func:`backward` (+ :func:`param_grads`), which return the ``SolveInfo``
-    (:func:`~.mgrit.check` raises on a non-finite residual; compare ``iterations`` with ``max_iter``),
+    (:func:`~.mgrit.check_solve` raises on a non-finite residual; compare ``iterations`` with ``max_iter``),
     or :func:`~.train.layer_parallel_loss_and_grad`, which returns both solves' infos."""
     return forward(model, steps, u0, fwd, u_warm)[0]
 
@@ -131,19 +131,19 @@ def _states_bwd(model, fwd, bwd, res, ct):
     return g_steps, lam[0], g_warm
 
 
-states.defvjp(_states_fwd, _states_bwd)
+layer_states.defvjp(_states_fwd, _states_bwd)
 
 
-def final(model, fwd: Solver, bwd: Solver, steps, u0):
-    """u_N of the ODE block by layer-parallel MGRIT, differentiable (see :func:`states`; does not
+def final_state(model, fwd: Solver, bwd: Solver, steps, u0):
+    """u_N of the ODE block by layer-parallel MGRIT, differentiable (see :func:`layer_states`; does not
     check or report convergence)."""
-    return states(model, fwd, bwd, steps, u0)[-1]
+    return layer_states(model, fwd, bwd, steps, u0)[-1]
 
 
-def apply(model, fwd: Solver, bwd: Solver, params, x):
+def apply_parallel(model, fwd: Solver, bwd: Solver, params, x):
     """Logits of the ODE-ResNet with the layer-parallel block (drop-in for ``model.apply_serial``).
 
-    Does **not** check or report convergence of the forward or adjoint solve (see :func:`states`):
+    Does **not** check or report convergence of the forward or adjoint solve (see :func:`layer_states`):
     for the :class:`~.mgrit.SolveInfo` of both solves use :func:`forward` / :func:`backward` or
     :func:`~.train.layer_parallel_loss_and_grad`."""
-    return model.classify(params["cls"], final(model, fwd, bwd, params["steps"], model.open(params["open"], x)))
+    return model.classify(params["cls"], final_state(model, fwd, bwd, params["steps"], model.open(params["open"], x)))

@@ -111,7 +111,7 @@ class Solver:
 
 def layers_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D mesh with a ``layers`` axis over the first ``num_devices`` devices (default: all)."""
-    from dcnn_dd.train.parallel import line_mesh
+    from dcnn_dd.sharding import line_mesh
 
     return line_mesh("layers", num_devices)
 
@@ -153,7 +153,7 @@ class SolveInfo(NamedTuple):
     nonfinite_level: jax.Array
 
 
-def check(info: SolveInfo, what: str = "MGRIT") -> SolveInfo:
+def check_solve(info: SolveInfo, what: str = "MGRIT") -> SolveInfo:
     """Raise :class:`NonFiniteResidualError` (with iteration and level) if the solve hit a non-finite residual."""
     lev = int(info.nonfinite_level)
     if lev >= 0:

@@ -53,7 +53,7 @@ class Method:
             raise ValueError(f"method={self.name!r} needs the forward and adjoint solvers (fwd=, bwd=)")
 
 
-class TrainState(NamedTuple):
+class LayerParallelState(NamedTuple):
     params: Any
     opt_state: Any
     u_warm: Any = None  # forward states of the previous step (one-shot / exact warm start)
@@ -86,11 +86,11 @@ def layer_parallel_loss_and_grad(model: ODEResNet, method: Method, params, x, y,
 
 
 def init_state(params, tx: optax.GradientTransformation, model: ODEResNet | None = None, method: Method | None = None,
-               x=None) -> TrainState:
+               x=None) -> LayerParallelState:
     """The optimiser state; for a warm-starting layer-parallel method (give ``model``, ``method`` and a
     batch ``x``) also the initial warm states: u_0 at every layer, zero adjoints.  Then the state
     has the same structure before and after a step (one compilation)."""
-    state = TrainState(params, tx.init(params))
+    state = LayerParallelState(params, tx.init(params))
     if method is not None and method.name != "serial" and method.warm_start:
         u0 = model.open(params["open"], x)
         shape = (model.n_layers + 1, *u0.shape)
@@ -101,7 +101,7 @@ def init_state(params, tx: optax.GradientTransformation, model: ODEResNet | None
 def make_step(model: ODEResNet, method: Method, tx: optax.GradientTransformation):
     """A jitted ``step(state, x, y) -> (state, metrics)`` for the method."""
 
-    def step(state: TrainState, x, y):
+    def step(state: LayerParallelState, x, y):
         metrics = {}
         if method.name == "serial":
             loss, grads = serial_loss_and_grad(model, method, state.params, x, y)
@@ -118,7 +118,7 @@ def make_step(model: ODEResNet, method: Method, tx: optax.GradientTransformation
                        "bwd_nonfinite_iteration": bi.nonfinite_iteration}
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, u_warm, lam_warm), {"loss": loss, **metrics}
+        return LayerParallelState(params, opt_state, u_warm, lam_warm), {"loss": loss, **metrics}
 
     return jax.jit(step)
 
@@ -147,3 +147,73 @@ def accuracy(model: ODEResNet, params, x, y, batch: int = 2000) -> float:
     compiled once per model and batch shape, not at every call)."""
     correct = sum(int(jnp.sum(_predict(model, params, x[i:i + batch]) == y[i:i + batch])) for i in range(0, len(x), batch))
     return correct / len(x)
+
+
+def fit(model: ODEResNet, method: Method, tx: optax.GradientTransformation, params, data, *, steps: int,
+        batch: int | None = None, eval_every: int, progress: bool = False, desc: str = "", seed: int = 0) -> dict:
+    """Train ``params`` with ``method`` for ``steps`` optimiser steps; returns the run's record.
+
+    ``data = (x, y, x_val, y_val)`` (host arrays).  ``batch=None``: full-batch steps (the setting
+    where the one-shot warm start is meaningful); else mini-batches of an epoch permutation drawn
+    from ``seed`` (a new one each pass).  The step is compiled before the clock starts; ``wall_s``
+    counts the steps only (evaluation excluded; the same for every method).  Every
+    ``eval_every`` steps (and at the end) the history records the step, the wall clock, the loss
+    and the validation accuracy (:func:`accuracy`, the serial forward pass for every method).
+    For the layer-parallel methods the record also has the solves' iteration counts
+    (:func:`convergence`)."""
+    import time
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    x, y, xv, yv = data
+    size = batch or len(x)
+    state = init_state(params, tx, model, method, x[:size])
+    step = make_step(model, method, tx).lower(state, x[:size], y[:size]).compile()
+    hist, wall = [], 0.0
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    n_batches = len(x) // size
+    fwd_it, bwd_it = [], []
+    for i in tqdm(range(steps), desc=desc or method.name, disable=not progress):
+        b = i % n_batches
+        if b == 0 and i > 0:
+            order = rng.permutation(len(x))
+        idx = order[b * size:(b + 1) * size] if batch else slice(None)
+        xb, yb = jax.device_put(x[idx]), jax.device_put(y[idx])
+        t0 = time.perf_counter()
+        state, met = step(state, xb, yb)
+        met = jax.device_get(met)
+        wall += time.perf_counter() - t0
+        check_metrics(met, i)
+        if "fwd_iters" in met:
+            fwd_it.append(int(met["fwd_iters"]))
+            bwd_it.append(int(met["bwd_iters"]))
+        if (i + 1) % eval_every == 0 or i + 1 == steps:
+            hist.append({"step": i + 1, "wall_s": wall, "loss": float(met["loss"]),
+                         "val_acc": accuracy(model, state.params, xv, yv)})
+    return {
+        "history": hist, "wall_s": wall, "final_loss": hist[-1]["loss"], "final_val_acc": hist[-1]["val_acc"],
+        "mean_fwd_iters": float(np.mean(fwd_it)) if fwd_it else None,
+        "mean_bwd_iters": float(np.mean(bwd_it)) if bwd_it else None,
+        **convergence(method, fwd_it, bwd_it),
+    }
+
+
+def convergence(method: Method, fwd_it: list[int], bwd_it: list[int]) -> dict:
+    """Whether the solves of a layer-parallel method stopped before ``max_iter`` (host side: the
+    training step reports the iterations of both solves).  For ``exact`` a solve that used all
+    ``max_iter`` iterations may not have reached ``rtol`` (its gradient is then not the serial one to
+    the tolerance): counted, and warned about.  ``one-shot`` always uses its whole budget."""
+    import warnings
+
+    if not fwd_it:
+        return {}
+    r = {"max_fwd_iters": max(fwd_it), "max_bwd_iters": max(bwd_it), "max_iter": method.fwd.max_iter,
+         "fwd_hit_max_iter": sum(k >= method.fwd.max_iter for k in fwd_it),
+         "bwd_hit_max_iter": sum(k >= method.bwd.max_iter for k in bwd_it)}
+    if method.name == "exact" and (r["fwd_hit_max_iter"] or r["bwd_hit_max_iter"]):
+        warnings.warn(f"exact layer-parallel: {r['fwd_hit_max_iter']} forward and {r['bwd_hit_max_iter']} adjoint "
+                      f"solve(s) of {len(fwd_it)} used all max_iter={method.fwd.max_iter} iterations (possibly not "
+                      "converged to rtol)", RuntimeWarning, stacklevel=3)
+    return r

@@ -1,37 +1,58 @@
-"""The training engine: Algorithm 1 of Gu et al. as a resumable, concurrent, data-parallel run.
+"""The training engine: Algorithm 1 of Gu et al. (and the CNN-DNN) as resumable runs of phases.
 
-==================  ==========================================================================
-``state``           ``TrainState``, the pure ``train_step`` / ``eval_step`` of one network
-``concurrent``      the K sub-network problems at once: ``vmap``, ``sequential``, ``shard_map``,
-                    and ``choose`` (measure, then pick)
-``parallel``        ``data`` / ``subnet`` meshes, ``NamedSharding``, global arrays (multi-process)
-``schedules``       the paper's piecewise learning rates and the sqrt(10) plateau rule
-``checkpoint``      run directories, orbax checkpoints, config checks, damaged-checkpoint errors
-``loop``            the epoch loop: resume mid-epoch, Ctrl-C, NaN guard, progress bars
-``algorithm1``      GNet-R, SNets -> compose -> GNet-T; summary, ``metrics.jsonl``, plots
-``config``          the run configuration, model and grid builders
-``plots``           accuracy curves (Fig. 3.2 style) and phase-time bars (Fig. 3.1 style)
-``distributed``     ``jax.distributed.initialize`` from command-line flags (loopback, Slurm)
-==================  ==========================================================================
+A configuration goes down one path: :class:`Config` -> :func:`build_setup` (data, models, grid,
+meshes) -> the step builders of :mod:`.steps` -> a list of phases -> :func:`run_phases`
+(epoch loop, checkpoints, metrics) -> the summary.
+
+=====================  =====================================================================
+``config``             :class:`Config` (JSON-able), ``register_model``, model and grid builders
+``setup``              :class:`Setup`: what one configuration runs on; :func:`build_setup`
+``state``              ``TrainState``, the pure ``train_step`` / ``eval_step`` of one network,
+                       Adam with its rate as optimiser state, the composed optimiser state
+``steps``              the jitted steps: data-parallel (global) and stacked (K sub-networks),
+                       ``evaluate``, ``Steps`` (one pipeline's compiled steps), strategy choice
+``loop``               the epoch loop of one phase: resume mid-epoch, Ctrl-C, NaN guard, bars
+``phases``             ``Train`` / ``Deferred`` / ``Compute`` entries and ``run_phases``
+``composed_training``  Algorithm 1 as a phase list: GNet-R, SNets -> compose -> GNet-T;
+                       ``run_algorithm1``, the summary and its time-to-accuracy figures
+``schedules``          the paper's piecewise learning rates and the sqrt(10) plateau rule
+``checkpoint``         run directories, orbax checkpoints, config checks, damaged-checkpoint errors
+``timing``             seconds per step and memory of one configuration (Tables 3.2, 3.4)
+``plots``              accuracy curves (Fig. 3.2 style) and phase-time bars (Fig. 3.1 style)
+``distributed``        ``jax.distributed.initialize`` from command-line flags (loopback, Slurm)
+=====================  =====================================================================
+
+Meshes, ``kmap`` and the strategies live one floor down in :mod:`dcnn_dd.sharding`, pytree
+helpers in :mod:`dcnn_dd.tree`, the theorem checks in :mod:`dcnn_dd.theorems`.
 """
 
 from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, RunDir
-from dcnn_dd.train.concurrent import STRATEGIES, choose, kmap
 from dcnn_dd.train.config import Config, build_grid, build_model, register_model
-from dcnn_dd.train.loop import Interrupted, NonFiniteLossError, Phase, run_phase
+from dcnn_dd.train.loop import Interrupted, NonFiniteLossError, Phase, TrainData, run_phase
 from dcnn_dd.train.schedules import PAPER_SCHEDULES, Piecewise, Plateau
-from dcnn_dd.train.state import TrainState, create_state, eval_step, train_step
+from dcnn_dd.train.state import TrainState, create_state, default_tx, eval_step, train_step
+
+# these pull in the data package (the input pipeline): imported on first use
+_LAZY = {
+    "setup": ("Setup", "build_setup"),
+    "steps": ("Steps", "choose_strategy", "data_parallel_eval_step", "data_parallel_train_step", "epoch_metrics",
+              "evaluate", "global_eval_step", "global_state", "global_train_step", "subnet_eval_step",
+              "subnet_sharding", "subnet_state", "subnet_train_step"),
+    "phases": ("Compute", "Deferred", "Train", "run_phases"),
+    "composed_training": ("algorithm1_phases", "phase_keys", "run_algorithm1", "summary_table"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
-    "PAPER_SCHEDULES", "STRATEGIES", "CheckpointError", "Config", "ConfigMismatchError", "Experiment", "Interrupted",
-    "NonFiniteLossError", "Phase", "Piecewise", "Plateau", "RunDir", "TrainState", "build_grid", "build_model", "register_model",
-    "choose", "create_state", "eval_step", "kmap", "run", "run_phase", "summary_table", "train_step",
+    "PAPER_SCHEDULES", "CheckpointError", "Config", "ConfigMismatchError", "Interrupted", "NonFiniteLossError", "Phase",
+    "Piecewise", "Plateau", "RunDir", "TrainData", "TrainState", "build_grid", "build_model", "create_state",
+    "default_tx", "eval_step", "register_model", "run_phase", "train_step", *sorted(_WHERE),
 ]
 
 
-def __getattr__(name):  # the pipeline pulls in the data package; import it on first use
-    if name in ("Experiment", "run", "summary_table"):
-        from dcnn_dd.train import algorithm1
+def __getattr__(name):
+    if name in _WHERE:
+        import importlib
 
-        return getattr(algorithm1, name)
-    raise AttributeError(name)
+        return getattr(importlib.import_module(f"dcnn_dd.train.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'dcnn_dd.train' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 Everything that changes the trained parameters is in :class:`Config` and is stored in the run
 directory; re-running with a different configuration is an error (resume needs the same one).
 Settings that do not (progress bars, the data path, the run directory) are arguments of
-:func:`dcnn_dd.train.algorithm1.run` instead.
+:func:`dcnn_dd.train.run_algorithm1` instead.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def validate(c: Config) -> None:
             raise ValueError(f"{name}: {e}") from None
     if c.augment not in AUGMENT_NAMES:
         raise ValueError(f"augment={c.augment!r}: choose one of {list(AUGMENT_NAMES)}")
-    from dcnn_dd.train.concurrent import STRATEGIES
+    from dcnn_dd.sharding import STRATEGIES
 
     if c.strategy not in (*STRATEGIES, "auto"):
         raise ValueError(f"strategy={c.strategy!r}: choose one of {list(STRATEGIES)} or 'auto'")

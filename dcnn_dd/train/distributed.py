@@ -3,7 +3,7 @@
 Every process runs the same command; ``jax.distributed.initialize`` joins them into one JAX
 runtime whose ``jax.devices()`` are all processes' devices.  The training code is unchanged: its
 meshes span all devices and every host value becomes a global array
-(:func:`dcnn_dd.train.parallel.put_global`).
+(:func:`dcnn_dd.sharding.put_global`).
 
 * Loopback / by hand: ``--coordinator 127.0.0.1:12355 --num-processes 2 --process-id {0,1}``.
 * Slurm: ``srun python -m experiments.quickstart --distributed`` - with no address JAX reads the

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +119,6 @@ class Plateau:
         d = dict(d)
         d["best"] = -math.inf if d.get("best") is None else d["best"]
         return cls(**d)
-
-
-def learning_rates(schedule: Piecewise, plateaus: Sequence[Plateau], epoch: int) -> list[float]:
-    return [schedule(epoch) * p.scale for p in plateaus]
 
 
 def scaled_schedule(dataset: str, phase: str, fraction: float) -> tuple[int, Piecewise]:

@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-DROP = ("intermediates",)
-
+from dcnn_dd.tree import split_variables
 
 @flax.struct.dataclass
 class TrainState:
@@ -57,12 +56,6 @@ def with_learning_rate(opt_state, lr):
     return opt_state._replace(hyperparams={**hyper, "learning_rate": jnp.asarray(lr, old.dtype).reshape(old.shape)})
 
 
-def split_variables(variables) -> tuple[Any, dict]:
-    variables = {k: v for k, v in dict(variables).items() if k not in DROP}
-    params = variables.pop("params")
-    return params, variables
-
-
 def create_state(variables, tx: optax.GradientTransformation) -> TrainState:
     params, model_state = split_variables(variables)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=tx.init(params))
@@ -70,7 +63,7 @@ def create_state(variables, tx: optax.GradientTransformation) -> TrainState:
 
 def params_plan(plan, params):
     """``plan`` restricted to the ``params`` collection (for trees shaped like ``{"params": params}``)."""
-    from dcnn_dd.compose import Plan
+    from dcnn_dd.composition import Plan
 
     keep = [p for p in plan.rules if p.startswith("params/")]
     return Plan(plan.K, {p: plan.rules[p] for p in keep}, {p: plan.global_shapes[p] for p in keep},
@@ -84,7 +77,7 @@ def compose_opt_state(plan, stacked_opt_state, params):
     summed - and every other leaf (step counts) taken from sub-network 0 (the K counts are equal).
     ``params``: the global parameters (their structure is matched).  So GNet-T continues Adam
     where the sub-networks left it instead of restarting it cold (``Config.compose_opt_state``)."""
-    from dcnn_dd.compose import compose
+    from dcnn_dd.composition import compose
 
     pplan = params_plan(plan, params)
     pdef = jax.tree.structure(params)
@@ -98,12 +91,6 @@ def compose_opt_state(plan, stacked_opt_state, params):
         return jax.tree.map(lambda a: a[0], node)
 
     return jax.tree.map(one, stacked_opt_state, is_leaf=like_params)
-
-
-def init_variables(model, key, input_shape) -> dict:
-    """``model.init`` on zeros of ``input_shape`` (with batch), without ``intermediates``."""
-    variables = model.init(key, jnp.zeros(tuple(input_shape), jnp.float32), train=False)
-    return {k: v for k, v in dict(variables).items() if k not in DROP}
 
 
 def cross_entropy(logits, labels):

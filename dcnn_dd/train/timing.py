@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dcnn_dd import sharding
 from dcnn_dd.data import pipeline
-from dcnn_dd.train import parallel
 from dcnn_dd.train.config import Config
 
 
@@ -64,19 +64,21 @@ def _is_oom(e: Exception) -> bool:
 
 
 def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 2, epochs: int = 10,
-                  num_devices: int | None = None, data_path=None, data_dir=None, experiment=None) -> dict:
+                  num_devices: int | None = None, data_path=None, data_dir=None, setup=None) -> dict:
     """Seconds per training step of ``which`` ("global" or "subnets") under ``config`` (its
     batch size, augmentation, grid, strategy; ``auto`` measures the candidates first), and the
-    time of ``epochs`` epochs they imply.  ``warmup`` steps (compilation) are not timed."""
-    from dcnn_dd.train.algorithm1 import Experiment  # the engine imports this module's helpers
+    time of ``epochs`` epochs they imply.  ``warmup`` steps (compilation) are not timed.
+    ``setup``: a :class:`~.setup.Setup` of ``config`` to reuse (its data and models)."""
+    from dcnn_dd.train import steps as S  # noqa: N812  (the step builders import the data pipeline)
+    from dcnn_dd.train.setup import build_setup
 
     if which not in ("global", "subnets"):
         raise ValueError(f"which={which!r}: choose 'global' or 'subnets'")
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps={steps} must be >= 1 and warmup={warmup} >= 0")
-    ex = experiment or Experiment(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
-    c = ex.config
-    n = len(ex.train_source)
+    su = setup or build_setup(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    c = su.config
+    n = len(su.train_source)
     per_epoch = pipeline.steps_per_epoch(n, c.batch_size)
     if per_epoch == 0:
         raise ValueError(f"batch size {c.batch_size} exceeds the {n} training samples")
@@ -85,24 +87,26 @@ def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 
     key = jax.random.PRNGKey(c.seed)
     strategy = None
     if which == "global":
-        state = ex.global_state(ex.global_init(key))
-        step = ex.global_step()
-        sharding = parallel.batch_sharding(ex.dmesh)
+        state = S.global_state(su, su.global_init(key))
+        step = S.global_train_step(su)
+        batch_sharding = sharding.batch_sharding(su.data_mesh)
         lr = jnp.float32(1e-3)
-        devices = ex.dmesh.devices.size
+        devices = su.data_mesh.devices.size
     else:
-        sub_vars = ex.sub_init(key)
-        strategy, _ = ex.choose_strategy(sub_vars)
-        state = ex.sub_state(sub_vars, strategy)
-        step = ex.sub_step(strategy)
-        sharding = parallel.replicated(ex.sub_sharding(strategy).mesh)
+        compiled = S.Steps(su)
+        sub_vars = su.subnet_init(key)
+        strategy, _ = S.choose_strategy(su, sub_vars, compiled)
+        state = S.subnet_state(su, sub_vars, strategy)
+        step = compiled.subnet_train(strategy)
+        batch_sharding = S.subnet_batch_sharding(su, strategy)
         lr = jnp.full((c.K,), 1e-3, jnp.float32)
-        devices = ex.sub_sharding(strategy).mesh.devices.size if strategy == "shard_map" else 1
+        devices = S.subnet_sharding(su, strategy).mesh.devices.size if strategy == "shard_map" else 1
 
     def batch_stream():
         epoch = 0
         while True:
-            it = pipeline.batches(ex.train_source, seed=c.seed, epoch=epoch, batch_size=c.batch_size, sharding=sharding,
+            it = pipeline.batches(su.train_source, seed=c.seed, epoch=epoch, batch_size=c.batch_size,
+                                  sharding=batch_sharding,
                                   steps=per_epoch)
             try:
                 yield from ((epoch, b) for b in it)
@@ -141,5 +145,5 @@ def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 
     out["epoch_s"] = out["s_per_step"] * per_epoch
     out["time_s"] = out["epoch_s"] * epochs
     out["peak_bytes"] = peak_bytes()
-    out["final_loss"] = float(np.mean(np.asarray(parallel.to_host(m["loss"]))))
+    out["final_loss"] = float(np.mean(np.asarray(sharding.to_host(m["loss"]))))
     return out

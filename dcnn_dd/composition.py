@@ -29,25 +29,8 @@ import numpy as np
 from dcnn_dd import rules as R
 from dcnn_dd.fields import Window, flatten_fields
 from dcnn_dd.grid import Grid
+from dcnn_dd.tree import leaves_by_path, path_str
 from dcnn_dd.nnx_adapter import as_modules, is_nnx_state, map_state, state_leaves
-
-
-def path_str(path) -> str:
-    """'params/Conv_0/kernel' for a jax key path."""
-    parts = []
-    for p in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(p, attr):
-                parts.append(str(getattr(p, attr)))
-                break
-        else:
-            parts.append(str(p))
-    return "/".join(parts)
-
-
-def leaves_by_path(tree) -> dict[str, object]:
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {path_str(p): v for p, v in flat}
 
 
 def _shape(x) -> tuple[int, ...]:
@@ -105,15 +88,6 @@ def decompose(plan: Plan, global_vars):
     return jax.tree_util.tree_unflatten(plan.treedef, out)
 
 
-def stack(trees: Sequence):
-    """K sub-network variable trees -> one tree with a leading axis K."""
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def unstack(tree, K: int) -> list:  # noqa: N803
-    return [jax.tree_util.tree_map(lambda x, k=k: x[k], tree) for k in range(K)]
-
-
 def _check_tree(plan: Plan, leaves: Mapping, shapes: Mapping, what: str, stacked: bool = False) -> None:
     missing = [p for p in plan.rules if p not in leaves]
     extra = [p for p in leaves if p not in plan.rules]
@@ -159,9 +133,9 @@ def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tupl
             ins = eqn.invars
             if prim in passthrough and len(ins) == 1:
                 for o in eqn.outvars:
-                    if _is_var(ins[0]) and ins[0] in leaf_of:
+                    if is_jaxpr_var(ins[0]) and ins[0] in leaf_of:
                         leaf_of[o] = leaf_of[ins[0]]
-                    if _is_var(ins[0]) and ins[0] in flat_of:
+                    if is_jaxpr_var(ins[0]) and ins[0] in flat_of:
                         flat_of[o] = flat_of[ins[0]]
             elif prim == "reshape":
                 src = ins[0]
@@ -172,15 +146,15 @@ def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tupl
             elif prim == "dot_general":
                 a, b = ins
                 for kern, other in ((b, a), (a, b)):
-                    if _is_var(kern) and kern in leaf_of and _is_var(other) and other in flat_of:
+                    if is_jaxpr_var(kern) and kern in leaf_of and is_jaxpr_var(other) and other in flat_of:
                         found[leaf_of[kern]] = flat_of[other]
-            sub = _subjaxpr(eqn)
+            sub = call_jaxpr(eqn)
             if sub is not None:
                 inner_leaf, inner_flat = {}, {}
                 for outer, inner in zip(ins, sub.invars):
-                    if _is_var(outer) and outer in leaf_of:
+                    if is_jaxpr_var(outer) and outer in leaf_of:
                         inner_leaf[inner] = leaf_of[outer]
-                    if _is_var(outer) and outer in flat_of:
+                    if is_jaxpr_var(outer) and outer in flat_of:
                         inner_flat[inner] = flat_of[outer]
                 walk(sub, inner_leaf, inner_flat)
 
@@ -188,11 +162,12 @@ def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tupl
     return found
 
 
-def _is_var(v) -> bool:
+def is_jaxpr_var(v) -> bool:
+    """Whether a jaxpr equation operand is a variable (not a literal)."""
     return hasattr(v, "aval") and not hasattr(v, "val")
 
 
-def _subjaxpr(eqn):
+def call_jaxpr(eqn):
     """The jaxpr of a call-like equation (pjit, closed_call, custom_jvp/vjp), whose inputs map
     1:1 onto the equation's.  Control flow (cond, while, scan) is not followed: its inner inputs
     do not line up with the equation's (branch index, loop carry), so a 1:1 map would mislabel."""
