@@ -1,0 +1,99 @@
+"""experiments.cli: the generic ``--set key=value`` override (parsing, dotted keys, JSON against
+strings, unknown keys), applied to a Config and validated by it, and the clean-message path."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from dcnn_dd.cnn_dnn.train import CNNDNNConfig
+from dcnn_dd.train.config import Config
+from experiments import cli
+
+
+def test_values_are_json_when_they_parse_else_strings():
+    assert cli.parse_value("[8,8]") == [8, 8]
+    assert cli.parse_value("1e-3") == 1e-3 and isinstance(cli.parse_value("3"), int)
+    assert cli.parse_value("null") is None and cli.parse_value("true") is True
+    assert cli.parse_value('{"base": 0.1, "milestones": [[1, 10.0]]}') == {"base": 0.1, "milestones": [[1, 10.0]]}
+    assert cli.parse_value("vmap") == "vmap" and cli.parse_value("") == "" and cli.parse_value("[8,") == "[8,"
+
+
+def test_parse_sets_in_order_later_wins():
+    assert cli.parse_sets(["seed=1", "strategy=vmap", "model.features=[8,8]", "seed=2"]) == {
+        "seed": 2, "strategy": "vmap", "model.features": [8, 8]}
+    assert cli.parse_sets(["a==b"]) == {"a": "=b"}  # the value is everything after the first '='
+    assert cli.parse_sets(None) == {} and cli.parse_sets([]) == {}
+    for bad in ("seed", "=1", "model..features=1", ".seed=1"):
+        with pytest.raises(ValueError, match="expected key=value"):
+            cli.parse_sets([bad])
+
+
+def test_override_a_config_with_dotted_keys():
+    c = Config(model={"name": "plain", "features": [32, 32, 64, 64], "pool_after": [1, 3], "fc": [128]})
+    got = cli.override(c, {"seed": 3, "strategy": "vmap", "model.features": [8, 8, 16, 16], "grid.size": 14,
+                           "train_size": None, "image_size": [28, 28]})
+    assert got.seed == 3 and got.strategy == "vmap" and got.train_size is None and got.image_size == (28, 28)
+    assert got.model == {"name": "plain", "features": [8, 8, 16, 16], "pool_after": [1, 3], "fc": [128]}
+    assert got.grid == {"parts": 2, "size": 14}
+    assert c.model["features"] == [32, 32, 64, 64] and c.grid == {"parts": 2, "size": 16}  # not mutated
+    assert cli.override(c, {}) is c
+    got.validate()
+    # two keys into the same field both apply
+    g = cli.override(c, {"model.features": [8, 8, 8, 8], "model.fc": [16]})
+    assert g.model["features"] == [8, 8, 8, 8] and g.model["fc"] == [16]
+
+
+def test_override_is_validated_by_the_config():
+    c = Config()
+    with pytest.raises(ValueError, match="train_size"):
+        cli.override(c, {"train_size": -5})
+    with pytest.raises(ValueError, match="strategy"):
+        cli.override(c, {"strategy": "warp"})
+    with pytest.raises(ValueError, match="not a dict-valued field"):
+        cli.override(c, {"seed.x": 1})
+    with pytest.raises(ValueError, match="unknown key; known keys: dataset, train_size"):
+        cli.override(c, {"sed": 1})
+
+
+def test_split_overrides_by_target_and_unknown_keys():
+    targets = {"": Config, "cnn_dnn": CNNDNNConfig}
+    got = cli.split_overrides({"seed": 1, "cnn_dnn.dnn_epochs": 5, "model.features": [8]}, targets)
+    assert got == {"": {"seed": 1, "model.features": [8]}, "cnn_dnn": {"dnn_epochs": 5}}
+    assert cli.override(CNNDNNConfig(), got["cnn_dnn"]).dnn_epochs == 5
+    assert "cnn_dnn.dnn_epochs" in cli.known_keys(targets) and "seed" in cli.known_keys(targets)
+    for bad in ("sed", "cnn_dnn.dnn_epoch", "cnn_dnn", "modell.features"):
+        with pytest.raises(ValueError, match=f"--set {bad}: unknown key; known keys: dataset, .*cnn_dnn.inner"):
+            cli.split_overrides({bad: 1}, targets)
+
+
+def test_other_dataclasses_as_targets():
+    @dataclasses.dataclass(frozen=True)
+    class Problem:
+        name: str
+        steps: int = 3
+
+    got = cli.split_overrides({"steps": 7}, {"": Problem})
+    assert cli.override(Problem("p"), got[""]) == Problem("p", 7)
+
+    @dataclasses.dataclass(frozen=True)
+    class Nested:
+        d: dict = dataclasses.field(default_factory=lambda: {"a": {"x": 1}, "b": 2})
+
+    n = cli.override(Nested(), {"d.a.y": 3, "d.c.z": 4})  # a nested dotted key, creating missing dicts
+    assert n.d == {"a": {"x": 1, "y": 3}, "b": 2, "c": {"z": 4}}
+    with pytest.raises(ValueError, match="'b' holds 2, not a dict"):
+        cli.override(Nested(), {"d.b.x": 1})
+
+
+def test_the_parser_and_the_clean_error(capsys):
+    p = cli.parser("quickstart", "doc")
+    args = p.parse_args(["--set", "seed=1", "--set", "model.features=[8,8]"])
+    assert args.set == ["seed=1", "model.features=[8,8]"] and args.preset == "cpu-smoke"
+    assert p.parse_args([]).set == []
+    with pytest.raises(SystemExit) as e, cli.cli_errors():
+        cli.split_overrides(cli.parse_sets(["sed=1"]), cli.config_targets())
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set sed: unknown key; known keys: dataset, train_size") and "Traceback" not in err
