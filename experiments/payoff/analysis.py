@@ -1,167 +1,18 @@
-"""Does the method pay off?  Time-to-accuracy of Algorithm 1 (GNet-T) against GNet-R, honestly.
-
-    python -m experiments.payoff                     # cpu-smoke (default): offline Fashion-MNIST, ~14 min on 2 CPU cores
-    python -m experiments.payoff --preset screen     # every variant on a held-out seed, ~9 min
-    python -m experiments.payoff --preset tiny       # ~100 s; the test suite's variant
-    python -m experiments.payoff --preset device     # one GPU, one seed (benchmarks.device_check)
-    python -m experiments.payoff --seeds 5 --networks exact   # more seeds, one network
-    python -m experiments.payoff --preset full --variants base,K=16   # a subset of a preset's variants
-
-The protocol (issue 13):
-
-* **One wall clock per pipeline**, started before anything of it runs.  GNet-T's covers the
-  sub-network strategy selection (when ``strategy="auto"``), every compilation, the SNets, their
-  evaluation after each epoch, ``plan_for`` + compose, the composed network's evaluation and the
-  GNet-T epochs with their evaluations; GNet-R's covers its compilations, its epochs and their
-  evaluations.  **Evaluation is counted on both sides; compilation is counted on both sides**:
-  no compiled function is shared between pipelines (each builds its own,
-  :meth:`Experiment.without_compiled`) and the persistent XLA compilation cache is switched off.
-  Data loading (once, before everything), the eager initialisation kernels (warmed once per
-  network before any clock: :func:`warm_eager`) and checkpoint I/O (none: the phases keep their
-  state in memory) are excluded on both sides.
-* **Target** = GNet-R's final accuracy after its budget (``gnet_r_epochs``), mean over seeds.
-  Both pipelines are charged their *first* evaluation at or above it; both may train up to
-  ``cap_epochs`` global epochs to get there (null: never reached).  ratio = GNet-T pipeline's
-  first-hit time / GNet-R's, per seed (same seed); ``ratio_mean`` and ``ratio_sd`` over seeds.
-* **The baseline is tuned like our method**: GNet-R's learning rate is the best final accuracy of
-  the same sweep that GNet-T's variants get (``lr_sweep``, warm-up included), on the first seed.
-* Sub-network phases with several budgets (``snet_epochs`` 2/4/8/16) are one SNet run: the
-  GNet-T pipeline of budget b starts from the SNets' state and clock reading after epoch b (the
-  same computation as a b-epoch run, measured once); variants that differ only after
-  composition share the SNets in the same way, each with its own compilations.
-
-Variants (each also a :class:`~dcnn_dd.train.config.Config` option of the engine):
-
-* ``base``: the paper's Algorithm 1 (fresh Adam, GNet-T lr 1e-3, K=4, 4 SNet epochs);
-* ``adam-state``: GNet-T starts from the SNets' Adam moments composed with the same plan
-  (``Config.compose_opt_state``);
-* ``lr=3e-4``, ``warmup`` (GNet-T's first epoch at 1e-4, then 1e-3);
-* ``K=16``: 16 sub-networks (widths / 16) on 4x4 sub-images of 16x16;
-* ``snets=2/8/16``: the sub-network budget in epochs;
-* ``snets=16+warmup``, ``snets=32+warmup``: the two best single changes of a one-seed screen
-  together (formed after the screen; the default preset measures snets=32+warmup on seeds the
-  ``screen`` preset does not use);
-* ``regional`` (ResNet only): regional pooling (:mod:`dcnn_dd.models.pooling`), model option
-  ``pooling="regional"``: the composed ResNet pools channel block k over sub-network k's region.
-
-Networks: ``exact`` - the demo network (valid padding, max-pooling, flatten + FC: Theorem 2.1
-holds); ``resnet`` - a CIFAR ResNet-8 at widths 16/32/64 (same padding, BatchNorm, global average
-pooling) standing in for the paper's ResNets.
-
-Presets:
-
-* ``cpu-smoke`` (default): Fashion-MNIST, the first 4,000 training / 2,000 test images, batch 128,
-  GNet-R 4 epochs (both sides may train up to 6 global epochs to reach the target), SNets at
-  1e-3, strategy ``sequential`` (measured faster than ``vmap`` here); seeds 0, 1, 2; ``exact``
-  with ``base`` and ``snets=32+warmup``, ``resnet`` with ``base`` and ``regional``.  Cost: 824 s
-  (13.7 min) on 2 CPU cores (machine B of docs/payoff.md; machine A's GNet epochs took twice as
-  long).  Should reach: the regional composed ResNet above its best sub-network (0.602 against
-  0.589); snets=32+warmup at a ratio of at most 0.6 (0.54 on machine A; 0.76 on machine B, where
-  the sub-networks' small steps gain less from the faster CPU than the global network's).
-* ``screen``: every ``exact`` variant on one seed (``SCREEN_SEED`` = 3, held out from the default
-  preset's seeds): the variants one by one (550 s on 2 CPU cores, machine B).
-* ``full``: every case on seeds 0, 1, 2 (about an hour and a half on 2 CPU cores; not run yet).
-* ``device``: ``exact`` with base, snets=16+warmup and snets=32+warmup for one seed, 20,000
-  training / 10,000 test images (GNet-R swept over 1e-3 and warm-up: the rates these variants
-  use); run by :mod:`benchmarks.device_check` on a GPU.
-* ``tiny``: 512 / 256 images, tiny networks, 1 seed (about 100 s; the tests).
-
-Outputs in ``results/payoff/``: ``results.json`` (``cases``: one per (network, variant), with
-``network``, ``variant``, ``seeds``, ``snet_acc``, ``composed_acc``, ``logit_sum_acc``,
-``gnet_t_first_hit_s``, ``gnet_r_first_hit_s``, ``ratios``, ``ratio_mean``, ``ratio_sd``,
-``gnet_t_final_acc``, ``gnet_r_final_acc``, ``curves``; and ``strategy_check``: per network, every
-sub-network strategy's time per step on this machine, measured once outside the clocks, and whether
-the preset's fixed strategy is the fastest), ``results.md`` and ``payoff.png``
-(accuracy against wall time, every seed of both pipelines).  Measurements are cached per
-pipeline in ``cache/``: re-running the command resumes (``--restart`` measures again).
-"""
+"""Running the payoff protocol: its arithmetic (first hits, ratios), the timed pipelines (GNet-R,
+the SNets, GNet-T), the experiment over seeds and variants, and its table."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
 
-from experiments import common
-
-PLAIN = {"name": "plain", "features": [32, 32, 64, 64], "pool_after": [1, 3], "fc": [128]}
-RESNET = {"name": "cifar_resnet", "depth": 8, "widths": [16, 32, 64]}  # the quickstart's ResNet-8 at half width
-GRIDS = {4: {"parts": 2, "size": 16}, 16: {"parts": 4, "size": 16}}  # origins 0,12 / 0,4,8,12: stride-4 aligned
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    name: str
-    lr: float = 1e-3  # GNet-T's learning rate
-    warmup: bool = False  # the first GNet-T epoch at lr / 10
-    adam_state: bool = False
-    K: int = 4  # noqa: N815
-    snet_epochs: int | None = None  # None: the preset's default budget
-    pooling: str = "global"
-
-    def schedule(self):
-        return {"base": self.lr / 10, "milestones": [[1, 10.0]]} if self.warmup else self.lr
-
-
-EXACT_VARIANTS = [
-    Variant("base"), Variant("adam-state", adam_state=True), Variant("lr=3e-4", lr=3e-4), Variant("warmup", warmup=True),
-    Variant("K=16", K=16), Variant("snets=2", snet_epochs=2), Variant("snets=8", snet_epochs=8),
-    Variant("snets=16", snet_epochs=16),
-    # formed after the one-seed screen of the above: the two best single changes together
-    Variant("snets=16+warmup", snet_epochs=16, warmup=True), Variant("snets=32+warmup", snet_epochs=32, warmup=True),
-]
-CONFIRMED = ("base", "snets=16+warmup", "snets=32+warmup")  # the device preset's variants
-DEFAULT = ("base", "snets=32+warmup")  # the default preset's exact variants (3 seeds)
-SCREEN_SEED = 3  # the screen preset's seed: held out from the default preset's seeds 0, 1, 2
-RESNET_VARIANTS = [Variant("base"), Variant("regional", pooling="regional")]
-# GNet-R gets the same learning-rate sweep as GNet-T's variants (warm-up included)
-LR_SWEEP = (Variant("lr=1e-3"), Variant("lr=3e-4", lr=3e-4), Variant("warmup", warmup=True))
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    train_size: int | None
-    test_size: int | None
-    networks: dict  # network -> model spec
-    variants: dict  # network -> [Variant]
-    seeds: int = 3
-    first_seed: int = 0  # the seeds are first_seed, first_seed + 1, ...
-    batch_size: int = 128
-    snet_epochs: int = 4
-    gnet_r_epochs: int = 5
-    cap_epochs: int = 7
-    strategy: str = "sequential"  # measured on 2 CPU cores (docs/payoff.md); "auto" measures per pipeline (counted)
-    check_strategy: bool = True  # time every strategy once per network, outside the clocks (strategy_check)
-    lr_sweep: dict | None = None  # network -> GNet-R's sweep (default: LR_SWEEP)
-
-
-def _presets() -> dict:
-    nets = {"exact": PLAIN, "resnet": RESNET}
-    variants = {"exact": EXACT_VARIANTS, "resnet": RESNET_VARIANTS}
-    sweeps = {"exact": LR_SWEEP, "resnet": LR_SWEEP[:2]}  # the ResNet's GNet-T variants all use 1e-3
-    confirmed = {"exact": [v for v in EXACT_VARIANTS if v.name in DEFAULT], "resnet": RESNET_VARIANTS}
-    tiny_nets = {"exact": {"name": "plain", "features": [16, 16, 16, 16], "pool_after": [1, 3], "fc": [16]},
-                 "resnet": {"name": "cifar_resnet", "depth": 8, "widths": [8, 8, 16]}}
-    cpu = {"gnet_r_epochs": 4, "cap_epochs": 6, "lr_sweep": sweeps}
-    return {
-        "cpu-smoke": Preset(4000, 2000, nets, confirmed, **cpu),
-        "screen": Preset(4000, 2000, {"exact": PLAIN}, {"exact": EXACT_VARIANTS}, seeds=1, first_seed=SCREEN_SEED,
-                         **cpu),
-        "full": Preset(4000, 2000, nets, variants, **cpu),
-        "device": Preset(20000, 10000, {"exact": PLAIN},
-                         {"exact": [v for v in EXACT_VARIANTS if v.name in CONFIRMED]}, seeds=1,
-                         lr_sweep={"exact": (LR_SWEEP[0], LR_SWEEP[2])}),
-        "tiny": Preset(512, 256, tiny_nets,
-                       {"exact": [Variant("base"), Variant("adam-state", adam_state=True), Variant("snets=2", snet_epochs=2),
-                                  Variant("K=16", K=16)],
-                        "resnet": RESNET_VARIANTS}, seeds=1, batch_size=64, snet_epochs=1, gnet_r_epochs=2,
-                       cap_epochs=3, lr_sweep={"exact": LR_SWEEP[:2], "resnet": LR_SWEEP[:1]}, check_strategy=False),
-    }
-
-
-PRESETS = _presets()
+from experiments import cli
+from experiments.payoff.config import LR_SWEEP, PRESETS, Variant, _config
+from experiments.payoff.figures import figure
+from experiments.results import cached as cached_json
+from experiments.tables import md_table
 
 
 # ============================================================ the protocol's arithmetic (pure)
@@ -360,16 +211,6 @@ def logit_sum(ex, snap: dict, gvars) -> dict:
             "logit_scale": float(np.abs(total).max())}
 
 
-# ============================================================ the experiment
-def _config(p: Preset, spec: dict, K: int, pooling: str, seed: int):  # noqa: N803
-    from dcnn_dd.train.config import Config
-
-    model = dict(spec, pooling=pooling) if pooling != "global" else dict(spec)
-    return Config(dataset="fashion_mnist_idx", train_size=p.train_size, test_size=p.test_size, model=model, K=K,
-                  grid=GRIDS[K], batch_size=p.batch_size, eval_batch_size=1000, plateau_patience=None,
-                  strategy=p.strategy, seed=seed)
-
-
 def _curve(run: GlobalRun) -> dict:
     return {"t": [round(t, 3) for t in run.times], "acc": run.accs}
 
@@ -391,7 +232,7 @@ def run(args) -> dict:
         the seeds: a seed changes only the configuration's seed (keys, batch order, augmentation)."""
         key = (net, K, pooling)
         if key not in experiments:
-            c = _config(p, p.networks[net], K, pooling, seeds[0])
+            c = _config(p, p.networks[net], K, pooling, seeds[0], args.overrides[""])
             experiments[key] = ex = Experiment(c, data_path=args.data, num_devices=args.num_devices)
             warm_eager(ex)
         ex = experiments[key].without_compiled()
@@ -399,7 +240,7 @@ def run(args) -> dict:
         return ex
 
     def cached(name, compute):
-        return common.cached(cache_dir / f"{name}.json", args.restart, compute)
+        return cached_json(cache_dir / f"{name}.json", args.restart, compute)
 
     nets = list(p.networks) if not args.networks else args.networks.split(",")
     unknown = [n for n in nets if n not in p.networks]
@@ -543,35 +384,8 @@ def table(cases) -> str:
                      f"{np.mean(t):.1f} ({len(t)}/{len(c['seeds'])})" if t else "never",
                      f"{np.mean(r):.1f} ({len(r)}/{len(c['seeds'])})" if r else "never",
                      _fmt(c["ratio_mean"]) + ("" if c["ratio_sd"] is None else f" ± {c['ratio_sd']:.2f}")])
-    return common.md_table(["network", "variant", "seeds", "best SNet", "composed", "logit sum", "GNet-T final",
-                            "GNet-R final", "GNet-T first hit [s]", "GNet-R first hit [s]", "ratio (mean ± sd)"], rows)
-
-
-def figure(cases, path: Path) -> str:
-    """Accuracy against wall time: per network, the base case and the best variant, every seed."""
-    plt = common.pyplot()
-    nets = list(dict.fromkeys(c["network"] for c in cases))
-    fig, axes = plt.subplots(1, len(nets), figsize=(6.5 * len(nets), 4.5), squeeze=False)
-    for ax, net in zip(axes[0], nets):
-        mine = [c for c in cases if c["network"] == net]
-        shown = [mine[0]]
-        ranked = [c for c in mine[1:] if c["ratio_mean"] is not None]
-        if ranked:
-            shown.append(min(ranked, key=lambda c: c["ratio_mean"]))
-        for s, cur in mine[0]["curves"]["gnet_r"].items():
-            ax.plot(cur["t"], cur["acc"], "k-", marker=".", alpha=0.7, label="GNet-R" if s == str(mine[0]["seeds"][0]) else None)
-        for color, c in zip(("tab:blue", "tab:orange"), shown):
-            for s, cur in c["curves"]["gnet_t"].items():
-                ax.plot(cur["t"], cur["acc"], "-", color=color, marker=".", alpha=0.8,
-                        label=f"GNet-T {c['variant']}" if s == str(c["seeds"][0]) else None)
-        ax.axhline(mine[0]["target"], color="gray", ls="--", lw=0.8, label="target (GNet-R final, mean)")
-        lo = min(min(c["composed_acc_per_seed"]) for c in shown)
-        ax.set_ylim(max(0.0, min(lo, mine[0]["target"]) - 0.05), None)
-        ax.set(title=f"{net}: accuracy against wall time", xlabel="pipeline wall time [s] (compilation and "
-               "evaluation counted)", ylabel="test accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    return common.save_figure(fig, path)
+    return md_table(["network", "variant", "seeds", "best SNet", "composed", "logit sum", "GNet-T final",
+                     "GNet-R final", "GNet-T first hit [s]", "GNet-R first hit [s]", "ratio (mean ± sd)"], rows)
 
 
 def log(msg: str) -> None:
@@ -579,18 +393,13 @@ def log(msg: str) -> None:
 
 
 def main(argv=None) -> dict:
-    return common.main("payoff", __doc__, run, argv, extra_args=_args, presets=tuple(PRESETS),
-                       default_preset="cpu-smoke")
+    import experiments.payoff as pkg
+
+    return cli.main("payoff", pkg.__doc__, run, argv, extra_args=_args, presets=tuple(PRESETS),
+                    default_preset="cpu-smoke")
 
 
 def _args(p) -> None:
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
     p.add_argument("--networks", help="comma-separated subset of the preset's networks (exact, resnet)")
     p.add_argument("--variants", help="comma-separated subset of the preset's variants (e.g. base,snets=32+warmup)")
-
-
-if __name__ == "__main__":
-    main()
-
-
-__all__ = ["PRESETS", "Clock", "GlobalRun", "Variant", "first_hit", "gnet_r", "gnet_t", "ratio_stats", "snets"]
