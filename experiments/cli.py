@@ -116,6 +116,36 @@ def override(obj, overrides: dict):
     return dataclasses.replace(obj, **changes)
 
 
+def override_all(obj, overrides: dict):
+    """``obj`` with every instance of a class in ``overrides`` (``{class: {key: value}}``) - anywhere in
+    its dataclass fields, lists, tuples and dict values (an experiment's plan) - replaced by
+    :func:`override` of it; the rest is kept (the same objects where nothing changed)."""
+    for cls, sets in overrides.items():
+        if isinstance(obj, cls):
+            return override(obj, sets)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changed = {}
+        for f in dataclasses.fields(obj):
+            old = getattr(obj, f.name)
+            new = override_all(old, overrides)
+            if new is not old:
+                changed[f.name] = new
+        return dataclasses.replace(obj, **changed) if changed else obj
+    if isinstance(obj, (list, tuple)):
+        new = [override_all(v, overrides) for v in obj]
+        return obj if all(a is b for a, b in zip(new, obj)) else type(obj)(new)
+    if isinstance(obj, dict):
+        new = {k: override_all(v, overrides) for k, v in obj.items()}
+        return obj if all(new[k] is v for k, v in obj.items()) else new
+    return obj
+
+
+def apply(obj, args):
+    """``obj`` (a configuration, or a plan holding several) with the command's ``--set`` overrides
+    (``args.overrides`` by target prefix, ``args.targets``: the prefixes' classes, set by :func:`main`)."""
+    return override_all(obj, {args.targets[prefix]: sets for prefix, sets in args.overrides.items() if sets})
+
+
 def config_targets() -> dict:
     """The default ``--set`` target: Algorithm 1's :class:`~dcnn_dd.train.config.Config`."""
     from dcnn_dd.train.config import Config
@@ -197,7 +227,8 @@ def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=No
     args.out = Path(args.out)
     with cli_errors():
         sets = parse_sets(args.set)
-        args.overrides = split_overrides(sets, targets())
+        args.targets = targets()
+        args.overrides = split_overrides(sets, args.targets)
         results = run(args)
     meta = metadata(name, argv, t0, args.preset)
     meta["overrides"] = sets

@@ -97,3 +97,27 @@ def test_the_parser_and_the_clean_error(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --set sed: unknown key; known keys: dataset, train_size") and "Traceback" not in err
+
+
+def test_override_every_config_of_a_plan():
+    @dataclasses.dataclass
+    class Case:
+        name: str
+        config: Config
+        extra: CNNDNNConfig = dataclasses.field(default_factory=CNNDNNConfig)
+
+    @dataclasses.dataclass
+    class Plan:
+        cases: list
+        sweep: dict
+        note: str = "x"
+
+    plan = Plan([Case("a", Config(seed=1)), Case("b", Config(seed=2))], {"base": Config(), "sizes": [32, 64]})
+    got = cli.override_all(plan, {Config: {"strategy": "vmap"}, CNNDNNConfig: {"dnn_epochs": 5}})
+    assert [c.config.strategy for c in got.cases] == ["vmap", "vmap"] and got.sweep["base"].strategy == "vmap"
+    assert [c.config.seed for c in got.cases] == [1, 2] and [c.extra.dnn_epochs for c in got.cases] == [5, 5]
+    assert got.sweep["sizes"] == [32, 64] and got.note == "x" and plan.cases[0].config.strategy == "auto"
+    assert cli.override_all(plan, {}) is plan
+    args = type("Args", (), {"targets": {"": Config, "cnn_dnn": CNNDNNConfig},
+                             "overrides": {"": {"seed": 7}, "cnn_dnn": {}}})()
+    assert [c.config.seed for c in cli.apply(plan, args).cases] == [7, 7]
