@@ -52,6 +52,9 @@ def _resnet_cases(datasets, depths, *, widths, grids, batch, fraction, augment, 
 
 
 def paper() -> Plan:
+    """The paper's setting: CIFAR-10 and CIFAR-100 (TFDS), ResNet32/56/110 (widths 64/128/256), sub-images
+    20x20 (overlap) and 16x16, batch 32, the Section 3.1.1 schedules, flip+shift augmentation; sweep over batch
+    sizes 32 ... 32768.  Days on 4 GPUs."""
     from dcnn_dd.train.config import Config
 
     grids = {True: {"paper": "cifar-overlap"}, False: {"paper": "cifar"}}
@@ -68,6 +71,8 @@ def paper() -> Plan:
 
 
 def gpu_small() -> Plan:
+    """CIFAR-10, ResNet32, batch 128, the paper's schedules at 1/10 of the epochs; sweep 128 ... 8192.
+    About an hour on one H100-class GPU."""
     from dcnn_dd.train.config import Config
 
     grids = {True: {"paper": "cifar-overlap"}, False: {"paper": "cifar"}}
@@ -115,12 +120,16 @@ def _smoke(*, widths, train_size, test_size, fraction, batch, sweep_sizes, sweep
 
 
 def cpu_smoke() -> Plan:
+    """Fashion-MNIST (6000 / 2000 images) and a CIFAR-style ResNet-8 (widths 16/32/64) standing in for
+    CIFAR-10 / ResNet32, the schedules at 1/20 of the epochs, batch 128, sweep 32 ... 2048, and the
+    theorem-exact control (the quickstart's valid-padding CNN).  About 5 min on 2 CPU cores."""
     return _smoke(widths=(16, 32, 64), train_size=6000, test_size=2000, fraction=0.05, batch=128,
                   sweep_sizes=[32, 256, 2048], sweep_steps=5, augments=["none", "fashion"], plain=PLAIN_EXACT,
                   exact_epochs=(3, 1), exact_train_size=6000, exact_lr=1e-3)
 
 
 def tiny() -> Plan:
+    """The cpu-smoke experiment at seconds scale (512 images, 1-2 epochs): the tests."""
     plain = {"name": "plain", "features": [8, 8, 16, 16], "pool_after": [1, 3], "fc": [32]}
     p = _smoke(widths=(4, 8, 16), train_size=512, test_size=256, fraction=0.01, batch=64,
                sweep_sizes=[64], sweep_steps=2, augments=["none"], plain=plain, exact_epochs=(2, 1),
