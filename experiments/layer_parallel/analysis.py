@@ -1,50 +1,5 @@
-"""Layer-parallel training of ODE-ResNets with MGRIT (Guenther et al. 2020, Sec. 4): layer-serial
-training against exact layer-parallel and simultaneous (one-shot) layer-parallel training.
-
-    python -m experiments.layer_parallel --preset paper       # the paper's sizes (hours on a CPU)
-    python -m experiments.layer_parallel --preset gpu-small   # fewer layers and steps
-    python -m experiments.layer_parallel --preset cpu-smoke   # minutes on 2 CPU cores
-    python -m experiments.layer_parallel --preset tiny        # seconds (the test suite)
-
-Two problems, each trained three ways from the same initial parameters with Adam
-(:mod:`dcnn_dd.layer_parallel.train`):
-
-* ``peaks`` - the paper's 2-D, 5-class "peaks" problem (generated, :mod:`dcnn_dd.layer_parallel.data`),
-  a dense ODE-ResNet (width 8, tanh, T = 5), full-batch gradient steps;
-* ``fashion`` - Fashion-MNIST (offline IDX files) with a convolutional ODE-ResNet (3x3 opening conv
-  with stride 2 to 14x14, 3x3 SAME convolutions in the residual steps, dense classifier), minibatches.
-
-Methods: ``serial`` (``jax.grad`` through the ``lax.scan``), ``exact`` (MGRIT forward and adjoint to
-``rtol`` = 1e-5 of the initial residual, at most 30 iterations, from u_0 at every layer: a warm start
-would shrink the initial residual that ``rtol`` is relative to, down to float32 rounding), ``one-shot`` (the paper's simultaneous
-variant: ``budget`` forward and adjoint iterations per step; for peaks the states are warm-started from
-the previous step; for Fashion-MNIST the batch changes every step, so the previous states are not a
-warm start for it and every solve starts from u_0 at every layer - a deviation from the paper's
-full-batch setting).  The validation accuracy is always computed with the serial forward pass of
-the current parameters.  Wall time counts the optimiser steps only (compiled ahead, evaluation
-excluded).  Every training step reports both solves' iteration counts; per layer-parallel method the
-results record the most iterations used and how many solves used all ``max_iter`` (for ``exact`` such a
-solve may not have reached ``rtol``: a ``RuntimeWarning`` and a line in the notes say so; otherwise
-the notes state that every solve stopped at ``rtol``).  Outputs under ``results/layer_parallel/``: ``results.json`` / ``results.md``,
-``peaks.png`` and ``fashion.png`` (loss and validation accuracy against iterations and against wall
-time).
-
-Presets (N = layers, m = coarsening factor):
-
-* ``paper`` - peaks: N = 1024, 5000 / 1000 points, 1000 steps; fashion: N = 256, 8 channels, all
-  60,000 images, batch 100, 3000 steps; m = 4, levels down to >= 4 coarse steps.  Not run here.
-* ``gpu-small`` - peaks N = 256, 500 steps; fashion N = 64, 4 channels, 20,000 images, 1000 steps.
-* ``cpu-smoke`` - peaks N = 64 (3 levels), 2000 / 1000 points, 300 steps; fashion N = 16 (2 levels),
-  4 channels, 5000 / 1000 images, batch 100, 150 steps.  Measured on 2 CPU cores: 155 s wall;
-  validation accuracy peaks serial / exact / one-shot 0.935 / 0.937 / 0.876, fashion 0.813 / 0.813
-  / 0.815; layer-parallel steps 10-20x slower than serial in wall time on one CPU device.
-* ``tiny`` - peaks N = 8, fashion N = 8, a few steps; seconds, mostly compilation; nothing is learnt.
-
-What it should reach: the three methods' curves against iterations lie on top of each other for
-``exact`` (same gradients to the tolerance) and close for ``one-shot`` (inexact gradients, the
-paper's observation that they train about as well); on this CPU the layer-parallel methods are
-slower in wall time (no parallel hardware: the chunks run one after another).
-"""
+"""Running the layer-parallel experiment: the data, each problem trained serial / exact /
+one-shot (:mod:`dcnn_dd.layer_parallel.train`), the table and the notes."""
 
 from __future__ import annotations
 
@@ -53,39 +8,9 @@ import time
 
 import numpy as np
 
-from experiments import common
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    name: str
-    n_layers: int
-    width: int
-    n_train: int
-    n_val: int
-    steps: int
-    batch: int | None  # None: full batch
-    lr: float
-    eval_every: int
-    T: float = 5.0  # noqa: N815
-    cfactor: int = 4
-    min_coarse: int = 4
-    budget: int = 2
-    rtol: float = 1e-5
-    alpha: float = 1e-6
-    beta: float = 1e-4
-
-
-PRESETS = {
-    "paper": lambda: [Problem("peaks", 1024, 8, 5000, 1000, 1000, None, 1e-2, 50),
-                      Problem("fashion", 256, 8, 60000, 10000, 3000, 100, 1e-3, 250, T=2.0)],
-    "gpu-small": lambda: [Problem("peaks", 256, 8, 5000, 1000, 500, None, 1e-2, 25),
-                          Problem("fashion", 64, 4, 20000, 2000, 1000, 100, 1e-3, 100, T=2.0)],
-    "cpu-smoke": lambda: [Problem("peaks", 64, 8, 2000, 1000, 300, None, 1e-2, 15),
-                          Problem("fashion", 16, 4, 5000, 1000, 150, 100, 2e-3, 15, T=2.0, min_coarse=4)],
-    "tiny": lambda: [Problem("peaks", 8, 4, 200, 100, 6, None, 1e-2, 3, min_coarse=2),
-                     Problem("fashion", 8, 2, 128, 64, 4, 32, 1e-3, 2, T=2.0, min_coarse=2)],
-}
+from experiments import cli
+from experiments.layer_parallel.config import PRESETS, Problem
+from experiments.tables import md_table
 
 
 def load(problem: Problem, data_path=None):
@@ -179,29 +104,15 @@ def train_problem(problem: Problem, data, progress: bool) -> dict:
     return out
 
 
-def draw(path, name: str, result: dict) -> str:
-    plt = common.pyplot()
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    for method, r in result["methods"].items():
-        h = r["history"]
-        for row, key in enumerate(("loss", "val_acc")):
-            for col, xkey in enumerate(("step", "wall_s")):
-                axes[row, col].plot([e[xkey] for e in h], [e[key] for e in h], marker=".", label=method)
-                axes[row, col].set_xlabel("optimiser step" if xkey == "step" else "wall time of the steps (s)")
-                axes[row, col].set_ylabel("training loss (batch)" if key == "loss" else "validation accuracy")
-    axes[0, 0].legend()
-    fig.suptitle(f"{name}: layer-serial vs layer-parallel (MGRIT, m={result['cfactor']}, {result['levels']} levels)")
-    return common.save_figure(fig, path)
-
-
 def run(args) -> dict:
     import jax
+
+    from experiments.layer_parallel.figures import draw
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     entries, rows, figures, results = [], [], {}, {}
-    for problem in PRESETS[args.preset]():
+    for problem in cli.apply(PRESETS[args.preset](), args):
         r = train_problem(problem, load(problem, args.data), progress=not args.no_progress)
         results[problem.name] = {"problem": dataclasses.asdict(problem), **r}
         figures[problem.name] = draw(out / f"{problem.name}.png", problem.name, r)
@@ -213,7 +124,7 @@ def run(args) -> dict:
                 entries.append({"table": "layer_parallel", "row": f"{problem.name}/{method}", "metric": metric,
                                 "dataset": problem.name, "model": f"ode-resnet-{problem.n_layers}",
                                 "devices": jax.device_count(), "value": m[metric]})
-    table = common.md_table(["problem", "N", "method", "final loss", "val acc", "steps wall (s)",
+    table = md_table(["problem", "N", "method", "final loss", "val acc", "steps wall (s)",
                              "mean fwd iters", "mean adj iters"], rows)
     notes = [
         "Validation accuracy is measured with the serial forward pass of each method's parameters.",
@@ -237,8 +148,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    return common.main("layer_parallel", __doc__, run, argv)
+    import experiments.layer_parallel as pkg
 
-
-if __name__ == "__main__":
-    main()
+    return cli.main("layer_parallel", pkg.__doc__, run, argv, targets=lambda: {"": Problem},
+                    set_help="both problems (experiments.layer_parallel.config.Problem)")
