@@ -426,7 +426,7 @@ def _mib(b):
 
 
 def _part_md(p: dict) -> list[str]:
-    from experiments.common import md_table
+    from experiments.tables import md_table
 
     name, rows = p["name"], p["rows"]
     lines = []

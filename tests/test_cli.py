@@ -121,3 +121,27 @@ def test_override_every_config_of_a_plan():
     args = type("Args", (), {"targets": {"": Config, "cnn_dnn": CNNDNNConfig},
                              "overrides": {"": {"seed": 7}, "cnn_dnn": {}}})()
     assert [c.config.seed for c in cli.apply(plan, args).cases] == [7, 7]
+
+
+def test_main_checks_the_keys_passes_the_overrides_and_records_them(tmp_path, capsys):
+    import json
+
+    seen = {}
+
+    def run(args):
+        seen["plan"] = cli.apply([Config(seed=0), Config(seed=5)], args)
+        return {"entries": []}
+
+    out = tmp_path / "res"
+    res = cli.main("demo", "A demo.", run, ["--preset", "tiny", "--out", str(out), "--set", "strategy=vmap",
+                                            "--set", "model.fc=[16]"])
+    assert [c.strategy for c in seen["plan"]] == ["vmap", "vmap"] and [c.seed for c in seen["plan"]] == [0, 5]
+    assert seen["plan"][0].model["fc"] == [16]
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["meta"]["overrides"] == res["meta"]["overrides"] == {"strategy": "vmap", "model.fc": [16]}
+    assert "--set strategy=vmap" in on_disk["meta"]["command"]
+    assert "Overrides (`--set`): `strategy=\"vmap\"`, `model.fc=[16]`" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit) as e:
+        cli.main("demo", "A demo.", run, ["--out", str(tmp_path / "bad"), "--set", "nope=1"])
+    assert e.value.code == 2 and "--set nope: unknown key" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
