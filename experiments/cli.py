@@ -19,7 +19,8 @@ in every configuration of a multi-configuration experiment:
 * ``value`` is JSON when it parses as JSON (``[8,8]``, ``1e-3``, ``null``, ``true``, ``{"base": 1e-3}``),
   else the string itself (``strategy=vmap``);
 * an unknown key is an error naming the known ones; the overrides are recorded in the results'
-  metadata (``meta["overrides"]``).
+  metadata (``meta["overrides"]``) and in ``<out>/overrides.json``: a results directory's cached
+  measurements belong to one set of overrides (:func:`experiments.results.check_overrides`).
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=No
     results`` (without ``meta``), write the results files; known failures exit with a message
     instead of a traceback."""
     from dcnn_dd.train import distributed
-    from experiments.results import metadata, previous_wall, write_results
+    from experiments.results import check_overrides, metadata, previous_wall, write_results
 
     p = parser(name, doc, default_preset, presets, set_help)
     if extra_args is not None:
@@ -229,6 +230,7 @@ def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=No
         sets = parse_sets(args.set)
         args.targets = targets()
         args.overrides = split_overrides(sets, args.targets)
+        check_overrides(args.out, sets, args.restart, write=jax.process_index() == 0)
         results = run(args)
     meta = metadata(name, argv, t0, args.preset)
     meta["overrides"] = sets

@@ -98,6 +98,30 @@ def cached(path: Path, restart: bool, compute: Callable[[], dict]) -> dict:
     return value
 
 
+def check_overrides(out: Path, overrides: dict, restart: bool, write: bool = True) -> None:
+    """The cached measurements of a results directory belong to one set of ``--set`` overrides: they
+    are recorded in ``<out>/overrides.json`` (``write``: by process 0), and a later command with
+    other overrides on the same directory is a ``ValueError`` (use another ``--out``, or ``--restart``
+    to measure again) - the caches (:func:`cached`) are keyed by measurement, not by configuration.
+    A directory from before the overrides were recorded counts as measured without any."""
+    from dcnn_dd.train.checkpoint import read_json, write_json
+
+    out = Path(out)
+    path = out / "overrides.json"
+    if not restart:
+        if path.exists():
+            before = read_json(path, "delete it, or pass --restart")
+        else:
+            measured = out.exists() and any(p.name not in ("results.json", "results.md") for p in out.iterdir())
+            before = {} if measured else overrides
+        if before != overrides:
+            raise ValueError(f"{out} holds measurements made with --set overrides {before or 'none'}, not "
+                             f"{overrides or 'none'}: choose another --out, or pass --restart to measure again")
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, overrides)
+
+
 def previous_wall(out: Path, preset: str) -> float:
     """Wall time of the earlier finished invocations of the same preset on this results directory
     (``results.json`` is written at the end), so a re-run that resumed from the checkpoints - e.g.

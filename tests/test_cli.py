@@ -145,3 +145,26 @@ def test_main_checks_the_keys_passes_the_overrides_and_records_them(tmp_path, ca
         cli.main("demo", "A demo.", run, ["--out", str(tmp_path / "bad"), "--set", "nope=1"])
     assert e.value.code == 2 and "--set nope: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_results_directory_keeps_its_overrides(tmp_path, capsys):
+    """Cached measurements are keyed by measurement, not configuration: other overrides on the same
+    --out are refused (exit 2) unless --restart; the same ones (or none, twice) resume."""
+    calls = []
+
+    def run(args):
+        (args.out / "cache").mkdir(parents=True, exist_ok=True)  # something measured
+        calls.append(args.overrides[""])
+        return {"entries": []}
+
+    out = str(tmp_path / "res")
+    cli.main("demo", "A demo.", run, ["--out", out])
+    cli.main("demo", "A demo.", run, ["--out", out])
+    with pytest.raises(SystemExit) as e:
+        cli.main("demo", "A demo.", run, ["--out", out, "--set", "seed=1"])
+    assert e.value.code == 2 and "measurements made with --set overrides none, not {'seed': 1}" in capsys.readouterr().err
+    cli.main("demo", "A demo.", run, ["--out", out, "--set", "seed=1", "--restart"])
+    cli.main("demo", "A demo.", run, ["--out", out, "--set", "seed=1"])
+    with pytest.raises(SystemExit):
+        cli.main("demo", "A demo.", run, ["--out", out])
+    assert calls == [{}, {}, {"seed": 1}, {"seed": 1}]

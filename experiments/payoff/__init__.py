@@ -79,8 +79,9 @@ pipeline in ``cache/``: re-running the command resumes (``--restart`` measures a
 ``--set key=value`` changes a field of every pipeline's :class:`~dcnn_dd.train.config.Config` on
 top of the preset (:func:`experiments.payoff.config._config`); the variants' settings (GNet-T's
 learning rate, the SNet budget, the Adam state, K, pooling) and the seeds (``--seeds``) are the
-protocol's and apply after it.  The cache is keyed by pipeline, not by configuration: measure an
-override into its own ``--out`` (or pass ``--restart``).
+protocol's and apply after it.  The cache is keyed by pipeline, not by configuration, so a
+results directory keeps the overrides it was measured with (``overrides.json``; other overrides on
+the same ``--out`` are refused: choose another ``--out``, or pass ``--restart``).
 
 Layout: :mod:`experiments.payoff.config` (presets, variants), :mod:`.analysis` (the protocol, the
 pipelines, the table), :mod:`.figures`.
