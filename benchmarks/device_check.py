@@ -243,7 +243,7 @@ def part_table_3_2(part, clock, report, sz: Sizes, ctx: dict) -> None:
     part["entries"] = []
 
     def sweep(bs):
-        plan = cifar.Plan(cases=[], complexity=[], sweep={
+        plan = cifar.Preset(cases=[], complexity=[], sweep={
             "base": base, "batch_sizes": [bs], "augments": ["none"], "grids": grids, "steps": sz.sweep_steps,
             "warmup": sz.sweep_warmup})
         rows, entries = cifar.sweep_entries(plan, args)
@@ -427,7 +427,7 @@ def _mib(b):
 
 
 def _part_md(p: dict) -> list[str]:
-    from experiments.common import md_table
+    from experiments.tables import md_table
 
     name, rows = p["name"], p["rows"]
     lines = []

@@ -28,7 +28,7 @@ def env(devices: int | None = None, **extra) -> dict:
 
 
 def quickstart_cmd(run_dir, *args) -> list[str]:
-    return [sys.executable, "-m", "experiments.quickstart", "--tiny", "--no-progress", "--strategy", "sequential",
+    return [sys.executable, "-m", "experiments.quickstart", "--tiny", "--no-progress", "--set", "strategy=sequential",
             "--run-dir", str(run_dir), *map(str, args)]
 
 
@@ -83,7 +83,7 @@ def kill(proc: subprocess.Popen, sig=signal.SIGKILL) -> tuple[int, str, str]:
 
 
 def read_results(out, experiment: str, preset: str = "tiny") -> dict:
-    """An experiment's ``results.json``, checked against the schema :mod:`experiments.common` writes
+    """An experiment's ``results.json``, checked against the schema :mod:`experiments.results` writes
     (the experiment and preset, the run metadata, the keys of every entry)."""
     on_disk = json.loads((Path(out) / "results.json").read_text())
     assert on_disk["experiment"] == experiment and on_disk["preset"] == preset, (on_disk["experiment"], on_disk["preset"])

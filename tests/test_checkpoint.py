@@ -80,7 +80,7 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
 def test_cached_json_is_written_atomically_and_a_damaged_one_is_named(tmp_path, monkeypatch):
     import os
 
-    from experiments.common import cached
+    from experiments.results import cached
 
     path = tmp_path / "cache" / "timings.json"
     assert cached(path, False, lambda: {"s": 1.0}) == {"s": 1.0}

@@ -78,7 +78,7 @@ def test_bad_grid_specs_and_grids_are_value_errors():
 def test_a_bad_configuration_leaves_no_run_directory(tmp_path, capsys):
     run_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
-        quickstart.main(["--tiny", "--no-progress", "--train-size", "-5", "--run-dir", str(run_dir)])
+        quickstart.main(["--tiny", "--no-progress", "--set", "train_size=-5", "--run-dir", str(run_dir)])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "train_size=-5" in err and "Traceback" not in err

@@ -19,10 +19,10 @@ def _free_port() -> int:
 def test_two_processes_equal_one_process(tmp_path):
     single = tmp_path / "single"
     multi = tmp_path / "multi"
-    ref = runs.start(runs.quickstart_cmd(single, "--strategy", "shard_map"), devices=2)
+    ref = runs.start(runs.quickstart_cmd(single, "--set", "strategy=shard_map"), devices=2)
     port = _free_port()
     procs = [
-        runs.start(runs.quickstart_cmd(multi, "--strategy", "shard_map", "--coordinator", f"127.0.0.1:{port}",
+        runs.start(runs.quickstart_cmd(multi, "--set", "strategy=shard_map", "--coordinator", f"127.0.0.1:{port}",
                                        "--num-processes", 2, "--process-id", i), devices=1)
         for i in range(2)
     ]

@@ -9,8 +9,6 @@ normalisation warning must be the Linen path's.
 """
 
 import math
-import re
-import warnings
 
 import jax
 import jax.numpy as jnp

@@ -116,6 +116,8 @@ def test_presets_default_is_the_confirmed_cases_and_the_screen_seed_is_held_out(
     (["--variants", "nope"], "--variants ['nope']"),
     (["--networks", "vgg"], "--networks ['vgg']"),
     (["--seeds", "0"], "--seeds 0"),
+    (["--set", "sed=1"], "--set sed: unknown key; known keys: dataset"),
+    (["--set", "train_size=-5"], "train_size=-5"),
 ])
 def test_bad_selections_are_one_line_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:

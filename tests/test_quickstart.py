@@ -85,7 +85,7 @@ def test_ctrl_c_saves_mid_epoch_and_resumes_bitwise(reference, tmp_path):
 def test_other_config_in_same_run_dir_is_a_clear_error(reference, tmp_path):
     ref, _ = reference
     (tmp_path / "config.json").write_text((ref / "config.json").read_text())
-    p = runs.run(runs.quickstart_cmd(tmp_path, "--seed", "1"), check=False)
+    p = runs.run(runs.quickstart_cmd(tmp_path, "--set", "seed=1"), check=False)
     assert p.returncode == 2
     assert "another configuration" in p.stderr and "seed" in p.stderr and "Traceback" not in p.stderr
 
@@ -93,7 +93,7 @@ def test_other_config_in_same_run_dir_is_a_clear_error(reference, tmp_path):
 def test_resnet_option_runs_and_reports_its_deviation(tmp_path):
     """--model resnet (GAP, same padding, BatchNorm) leaves the theorem's setting: it must run
     end to end (here with the vmap strategy) and report the deviation, not hide it."""
-    runs.run(runs.quickstart_cmd(tmp_path, "--model", "resnet", "--strategy", "vmap"))
+    runs.run(runs.quickstart_cmd(tmp_path, "--model", "resnet", "--set", "strategy=vmap"))
     s = json.loads((tmp_path / "summary.json").read_text())
     assert set(KEYS) <= set(s) and s["strategy"]["strategy"] == "vmap"
     assert s["theorem_2_1_max_abs_diff"] > 1e-3  # BatchNorm batch statistics and GAP break the logit sum

@@ -1,38 +1,17 @@
-"""Parameter and FLOP counts of the paper's global and sub-networks: Tables 2.2, 3.1 and 3.4.
-
-    python -m experiments.complexity [--out results]
-
-prints a markdown table and writes ``<out>/complexity.json`` (``{"rows": [...]}``) and
-``<out>/complexity.md`` (the tables, our numbers next to the paper's, and why they differ).
-Everything is computed on abstract shapes (``jax.eval_shape`` / ``jax.make_jaxpr``); it takes
-seconds on a CPU.
-
-Conventions (see :mod:`dcnn_dd.complexity`, :mod:`dcnn_dd.models.zoo`):
-
-* ``params``: Table 2.2 is counted torchvision-style (no conv bias, BatchNorm scale+bias only);
-  Tables 3.1 and 3.4 Keras-style (conv bias, BatchNorm moving mean/variance counted too).
-* ``gflops``: (2.10) - convolutions and dense layers only, batch 1, 1 GFLOPs = 1e9 FLOPs.
-  ``xla_style_gflops`` adds one op per conv/dense output (2 x MACs) and every other operation
-  (bias, BatchNorm, ReLU, pooling, residual additions) - roughly TensorFlow's profiler count.
-* ``partitions``: K of the decomposition the row belongs to; 1 for a global network.
-
-Each row carries the paper's printed numbers (:data:`PAPER`, read from ``experiments/paper_numbers.json``,
-the project's one transcription of the paper's tables, shared with :mod:`experiments.report`); some of Table 3.1's global GFLOPs are
-garbled in the text and are inferred from sub-network GFLOPs x printed ratio (``paper_gflops_source``).
-"""
+"""The complexity report: the paper's printed counts, our counts of every network of
+:func:`experiments.complexity.config.specs`, how they agree, the tables and the discussion."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
-import sys
 import time
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from dcnn_dd.complexity import KERAS, TORCH, params_and_flops
-from dcnn_dd.models.zoo import VGG16, CifarResNet, ResNet50, ResNet101
+from dcnn_dd.complexity import params_and_flops
+from experiments.complexity.config import specs
+
 
 # ----------------------------------------------------------------------------- the paper's numbers
 def load_paper(path=None) -> dict[tuple, dict]:
@@ -103,36 +82,6 @@ def printed_match(value: int, printed: str, scale: float = 1e6) -> str | None:
     if rounded and truncated:
         return "rounded+truncated"
     return "rounded" if rounded else ("truncated" if truncated else None)
-
-
-# ----------------------------------------------------------------------------------- the models
-def specs():
-    """(key, model, input HxW, include, convention, extra evaluations {name: (model, HxW)})."""
-    out = []
-    # Table 2.2: torchvision convention; FLOPs at 224 (112) and, as extra keys, at the caption's 214 (107).
-    for name, model in (("VGG16", VGG16()), ("ResNet50", ResNet50()), ("ResNet101", ResNet101())):
-        out.append((("2.2", name, "global", 1, None), model, (224, 224), TORCH, "torchvision",
-                    {"gflops_at_214": (model, (214, 214))}))
-        sub = model.subnet(4)
-        out.append((("2.2", name, "subnet", 4, None), sub, (112, 112), TORCH, "torchvision",
-                    {"gflops_at_214": (sub, (107, 107))}))
-    # Table 3.1: Keras convention, projection shortcuts (+BN), conv bias.
-    for depth in (32, 56, 110):
-        model = CifarResNet(depth)
-        name = f"ResNet{depth}"
-        out.append((("3.1", name, "global", 1, None), model, (32, 32), KERAS, "keras", {}))
-        out.append((("3.1", name, "subnet", 4, True), model.subnet(4), (20, 20), KERAS, "keras", {}))
-        out.append((("3.1", name, "subnet", 4, False), model.subnet(4), (16, 16), KERAS, "keras", {}))
-    # Table 3.4: Keras convention, Keras' ResNet (stride on the first 1x1 conv), 1024-FC, 101 classes.
-    for name, ctor in (("ResNet50", ResNet50), ("ResNet101", ResNet101)):
-        model = ctor(fc_hidden=1024, num_classes=101, conv_bias=True)
-        v15 = ctor(fc_hidden=1024, num_classes=101, conv_bias=True, stride_on="3x3")
-        out.append((("3.4", name, "global", 1, None), model, (224, 224), KERAS, "keras",
-                    {"gflops_stride_on_3x3": (v15, (224, 224))}))
-        for K, hw in ((4, (140, 140)), (8, (140, 80)), (16, (70, 70))):
-            extra = {"gflops_at_96x96": (model.subnet(K), (96, 96))} if K == 8 else {}
-            out.append((("3.4", name, "subnet", K, None), model.subnet(K), hw, KERAS, "keras", extra))
-    return out
 
 
 def _r(x: float, n: int = 6) -> float:
@@ -378,12 +327,10 @@ def write_report(out: str | pathlib.Path = "results") -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    import experiments.complexity as pkg
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.complexity", description=pkg.__doc__.splitlines()[0])
     ap.add_argument("--out", default="results", help="output directory (default: results)")
     args = ap.parse_args(argv)
     write_report(args.out)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

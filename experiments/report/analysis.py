@@ -1,20 +1,5 @@
-"""One markdown report of every experiment's results next to the paper's printed numbers.
-
-    python -m experiments.report [--results results] [--out results/REPORT.md]
-
-Reads every ``<results>/<experiment>/results.json`` (any experiment name) and the paper's numbers
-(``experiments/paper_numbers.json``, Tables 2.2 and 3.1-3.5 of Gu, Zhang, Liu, Cai, ETNA 56, 2022: the
-project's one transcription of them, which :mod:`experiments.complexity` reads too) and writes
-one markdown file (default ``<results>/REPORT.md``): a header listing the experiments found (preset,
-device, date, command, wall time) and those expected but missing, one table per paper table with
-our value next to the paper's, our entries of tables the paper does not have, and per experiment
-its stand-in, its notes (deviations) and its figures.  Our values from an experiment that ran a
-stand-in (e.g. Fashion-MNIST and ResNet-8 filed under CIFAR-10 / ResNet32) are marked "(stand-in)".  Missing results are listed as missing,
-never invented; an unreadable results.json is reported, not fatal.  The CNN-DNN experiment
-(``results/cnn_dnn/``, Klawonn et al.) and the layer-parallel one (``results/layer_parallel/``,
-Guenther et al.) have no paper numbers here (only the abstracts are available): their tables
-appear among "Tables not in the paper" and their sections say so.  Standard library only.
-"""
+"""Building the report: loading the results and the paper's numbers, matching entries, the paper
+tables, the other tables and one section per experiment."""
 
 from __future__ import annotations
 
@@ -23,22 +8,8 @@ import datetime
 import json
 import os
 import pathlib
-import sys
 
-KEYS = ("table", "row", "metric", "dataset", "model", "overlap", "K", "batch_size", "augment", "devices")
-EXPECTED = ("cifar", "partitions", "visualize", "cnn_dnn", "layer_parallel")
-# Experiments of papers whose numbers we do not have: said in their section, none invented.
-NO_PAPER_NUMBERS = {
-    "cnn_dnn": "Klawonn, Weber, Lanser (arXiv 2408.14442, 2302.06564): only the abstract is available to this "
-               "project, so no paper numbers are listed for the CNN-DNN; its tables are under 'Tables not in the "
-               "paper'.",
-    "layer_parallel": "Guenther, Ruthotto, Schroder, Cyr, Gauger (SIAM J. Math. Data Sci. 2020): only the abstract is "
-                      "available to this project, so no paper numbers are listed for layer-parallel training; its "
-                      "table is under 'Tables not in the paper'.",
-}
-# Which experiment is expected to fill each paper table (for the "no results yet" hint).
-PRODUCERS = {"2.2": "complexity", "3.1": "cifar", "3.2": "cifar", "3.3": "cifar", "3.4": "partitions", "3.5": "partitions"}
-PAPER_PATH = pathlib.Path(__file__).with_name("paper_numbers.json")
+from experiments.report.config import EXPECTED, KEYS, NO_PAPER_NUMBERS, PAPER_PATH, PRODUCERS
 
 
 def run_hint(name: str) -> str:
@@ -246,7 +217,9 @@ def build_report(results_dir, paper_path=None, out_dir=None) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    import experiments.report as pkg
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.report", description=pkg.__doc__.split("\n")[0])
     ap.add_argument("--results", default="results", help="directory holding <experiment>/results.json")
     ap.add_argument("--out", default=None, help="markdown file to write (default <results>/REPORT.md)")
     ap.add_argument("--paper", default=None, help="paper numbers JSON (default experiments/paper_numbers.json)")
@@ -256,7 +229,3 @@ def main(argv=None) -> int:
     out.write_text(build_report(args.results, args.paper, out_dir=out.parent))
     print(f"wrote {out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

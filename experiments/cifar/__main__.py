@@ -1,0 +1,3 @@
+from experiments.cifar import main
+
+main()

@@ -1,0 +1,3 @@
+from experiments.cnn_dnn import main
+
+main()

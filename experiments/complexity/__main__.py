@@ -1,0 +1,5 @@
+import sys
+
+from experiments.complexity import main
+
+sys.exit(main())

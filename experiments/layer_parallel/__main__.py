@@ -1,0 +1,3 @@
+from experiments.layer_parallel import main
+
+main()

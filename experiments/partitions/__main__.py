@@ -1,0 +1,3 @@
+from experiments.partitions import main
+
+main()

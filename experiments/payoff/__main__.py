@@ -1,0 +1,3 @@
+from experiments.payoff import main
+
+main()

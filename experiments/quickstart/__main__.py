@@ -1,0 +1,5 @@
+import json
+
+from experiments.quickstart import main
+
+json.dumps(main())
