@@ -42,12 +42,16 @@ def feature_maps_fn(model, layers):
 
     layers = tuple(layers)
 
-    def fn(v, x):
+    @jax.jit
+    def maps(v, x):  # a tuple in the order of ``layers``: a dict's keys may mix ints and names
         _, st = model.apply(v, x, mutable=["intermediates"])
         inter = st["intermediates"]
-        return {i: inter[layer_name(i)][0] for i in layers}
+        return tuple(inter[layer_name(i)][0] for i in layers)
 
-    return jax.jit(fn)
+    def fn(variables, x):
+        return dict(zip(layers, maps(variables, x)))
+
+    return fn
 
 
 @functools.lru_cache(maxsize=16)
