@@ -168,6 +168,64 @@ def check_theorem_2_1(model, grid):
     np.testing.assert_allclose(jax.nn.softmax(logits), jax.nn.softmax(total), atol=1e-5)
 
 
+def independent_restriction(model, grid, g, sub_vars, x, xs):
+    """Theorem 2.1 (1) computed here, apart from the library: per spatial layer and k, the global
+    map on the activation field and channel block k, and sub-network k's whole map."""
+    _, inter = model.apply(g, x, mutable=["intermediates"])
+    sub_inter = [model.subnet(grid.K).apply(v, xs[k], mutable=["intermediates"])[1]["intermediates"]
+                 for k, v in enumerate(sub_vars)]
+    out = {}
+    for name, windows in model.spatial_layers():
+        G = inter["intermediates"][name][0]  # noqa: N806
+        out[name] = []
+        for k, box in enumerate(grid.boxes):
+            field = dd.activation_field(windows, grid.shape, box)[-1]
+            s = sub_inter[k][name][0]
+            c = s.shape[-1]
+            out[name].append((np.asarray(G[(slice(None),) + field.slices() + (slice(k * c, (k + 1) * c),)]),
+                              np.asarray(s), field))
+    return out
+
+
+@pytest.mark.parametrize("name", ["2d-K16-overlap-pool", "3d-K4-pool"])
+def test_restricted_feature_maps_agree_with_the_independent_check(name):
+    """dcnn_dd.theorems.restricted_feature_maps / feature_map_gap against the check above, on the
+    composition and on a broken one (composed weights perturbed), where both must see the gap."""
+    from dcnn_dd.theorems import feature_map_gap, restricted_feature_maps
+
+    model, grid = build_setting(*NAMED[name])
+    sub, x, xs, sub_vars, _, g = _setup(model, grid)
+    stacked = dd.stack(sub_vars)
+    names = [n for n, _ in model.spatial_layers()]
+
+    def agree(g_vars):
+        ours = restricted_feature_maps(model, sub, g_vars, stacked, x, grid, layers=names)
+        ref = independent_restriction(model, grid, g_vars, sub_vars, x, xs)
+        assert list(ours) == names
+        for n in names:
+            for k, ((g1, s1, f1), (g2, s2, f2)) in enumerate(zip(ours[n], ref[n])):
+                assert f1 == f2 and g1.shape == g2.shape == s1.shape == s2.shape, (n, k, f1, f2, g1.shape, s2.shape)
+                np.testing.assert_allclose(g1, g2, atol=1e-5, rtol=1e-5, err_msg=f"{n} k={k}")
+                np.testing.assert_allclose(s1, s2, atol=1e-5, rtol=1e-5, err_msg=f"{n} k={k}")
+        return feature_map_gap(model, sub, g_vars, stacked, x, grid, layers=names), ref
+
+    gap, ref = agree(g)
+    assert max(max(v) for v in gap.values()) < ATOL, gap
+    assert any(np.abs(s).max() > 0 for per_k in ref.values() for _, s, _ in per_k)  # a non-trivial comparison
+    # ints name the layers as "layer<i>" (the zoo's and PlainCNN's convention): the same numbers
+    assert feature_map_gap(model, sub, g, stacked, x, grid, layers=(0,)) == {0: gap[names[0]]}
+
+    rng = np.random.default_rng(1)
+    broken = jax.tree.map(lambda a: a + 0.05 * rng.normal(size=a.shape).astype(a.dtype), g)
+    gap_b, ref_b = agree(broken)
+    first = names[0]
+    independent = [float(np.abs(gk - sk).max()) for gk, sk, _ in ref_b[first]]
+    np.testing.assert_allclose(gap_b[first], independent, rtol=1e-5)
+    assert min(gap_b[first]) > 1e-3, gap_b  # every sub-network's block differs: the check fails
+    with pytest.raises(ValueError, match="do not exist"):
+        restricted_feature_maps(model, sub, g, stacked, x, grid, layers=("nope",))
+
+
 def agreeing_heads(sub, sub_vars, xs, target=0, share=0.5, margin=0.1):
     """Sub-network weights that all predict class ``target`` on about ``share`` of the samples.
 
