@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 
@@ -90,14 +91,32 @@ def map_state(state, fn: Callable[[str, object], object]):
 class NNXModel:
     """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.compose.plan_for`
     and :func:`~dcnn_dd.verify.check_composition` (see the module doc).  The module itself is
-    never changed: every ``apply`` runs a fresh ``nnx.merge`` of its graph and the given values."""
+    never changed: every ``apply`` runs a fresh ``nnx.merge`` of its graph and the given values.
 
-    def __init__(self, module):
+    ``collections=False`` (the functional API): the variables are the state's pure dict, leaf paths
+    ``conv1/kernel``.  ``collections=True`` (the engine, :mod:`dcnn_dd.nnx_engine`): Linen's layout,
+    one collection per Variable type named as ``flax.nnx.bridge`` names it
+    (``nnx.variable_name_from_type``: ``params``, ``batch_stats``), leaf paths
+    ``params/conv1/kernel``, and ``apply(..., mutable=[...])`` returns the mutable collections as
+    Linen does.  ``train=`` (if given to ``init`` / ``apply``) goes to the module's ``__call__`` if
+    that takes it, else it sets the mode with ``module.train()`` / ``module.eval()``."""
+
+    def __init__(self, module, *, collections: bool = False):
         nnx = _nnx()
         self.module = module
+        self.collections = collections
         self.graphdef, self.state, self.rest = nnx.split(module, nnx.Not(_unplanned()), ...)
         flat = list(nnx.to_flat_state(self.state))
-        self._paths = [(p, state_path(p)) for p, _ in flat]
+        self._paths = [(p, self._leaf_name(p, v)) for p, v in flat]
+
+    @property
+    def leaf_prefix(self) -> str:
+        """Where a layer's leaves live in the variables: ``params/`` in Linen's layout, else nothing."""
+        return "params/" if self.collections else ""
+
+    def _leaf_name(self, path, variable) -> str:
+        name = state_path(path)
+        return f"{collection_of(variable)}/{name}" if self.collections else name
 
     def __repr__(self) -> str:
         return f"NNXModel({type(self.module).__name__})"
@@ -109,7 +128,19 @@ class NNXModel:
     # ------------------------------------------------------------------ Linen's face
     def variables(self) -> dict:
         """The module's current values as a pure dict (the ``variables`` of ``apply``)."""
-        return _nnx().to_pure_dict(self.state)
+        return self._as_variables(self.state)
+
+    def _as_variables(self, state) -> dict:
+        nnx = _nnx()
+        if not self.collections:
+            return nnx.to_pure_dict(state)
+        out: dict = {}
+        for path, v in nnx.to_flat_state(state):
+            d = out.setdefault(collection_of(v), {})
+            for p in path[:-1]:
+                d = d.setdefault(str(p), {})
+            d[str(path[-1])] = v.get_value()
+        return out
 
     def init(self, key, x, *args, **kwargs) -> dict:
         """The module's current values (``key`` unused: an NNX module is initialised when built),
@@ -148,6 +179,7 @@ class NNXModel:
         call (BatchNorm statistics in training mode change)."""
         nnx = _nnx()
         module = self.merged(variables)
+        kwargs = set_mode(module, kwargs)
         caps: dict = {}
         if capture_intermediates:
             with recording(module, lambda path, mdl, kw, out: _store(caps, path, out)):
@@ -156,7 +188,12 @@ class NNXModel:
             out = _call(module, x, *args, **kwargs)
         if not mutable:
             return out
-        state = {"variables": nnx.to_pure_dict(nnx.state(module, nnx.Not(_unplanned())))}
+        after = self._as_variables(nnx.state(module, nnx.Not(_unplanned())))
+        if self.collections:  # Linen: the mutable collections (and the captured intermediates)
+            cols = None if mutable is True else ({mutable} if isinstance(mutable, str) else set(mutable))
+            state = {c: t for c, t in after.items() if cols is None or c in cols}
+        else:
+            state = {"variables": after}
         if capture_intermediates:
             state["intermediates"] = caps
         return out, state
@@ -174,11 +211,41 @@ class NNXModel:
 
         def run(v, a):
             module = self.merged(v)
+            kwargs = set_mode(module, dict(init_kwargs or {}))
             with recording(module, record):
-                return _call(module, a, **dict(init_kwargs or {}))
+                return _call(module, a, **kwargs)
 
         jax.eval_shape(run, variables, x)
         return kinds
+
+
+def collection_of(variable) -> str:
+    """The Linen collection of an ``nnx.Variable``, as ``flax.nnx.bridge`` names it: ``params`` for
+    ``nnx.Param``, ``batch_stats`` for ``nnx.BatchStat``, the registered or snake-case name else."""
+    return _nnx().variable_name_from_type(type(variable), allow_register=True)
+
+
+def takes_train(module) -> bool:
+    """Whether the module's ``__call__`` takes a ``train`` argument (or any keyword)."""
+    try:
+        params = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "train" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def set_mode(module, kwargs: Mapping) -> dict:
+    """``kwargs`` for calling ``module``: a ``train`` argument stays where ``__call__`` takes it;
+    otherwise it is removed and sets the mode as NNX does, ``module.train()`` (BatchNorm on the
+    batch's statistics, updating the running ones; dropout on) or ``module.eval()``."""
+    kwargs = dict(kwargs)
+    if "train" not in kwargs or takes_train(module):
+        return kwargs
+    train = kwargs.pop("train")
+    if not isinstance(train, bool):
+        raise TypeError(f"train={train!r}: give True or False")
+    module.train() if train else module.eval()
+    return kwargs
 
 
 def _call(module, *args, **kwargs):
@@ -249,5 +316,5 @@ def as_modules(global_model, sub_model):
     return g, s
 
 
-__all__ = ["NNXModel", "as_module", "as_modules", "is_nnx_module", "is_nnx_state", "map_state", "planned_state", "recording",
-           "state_leaves", "state_path"]
+__all__ = ["NNXModel", "as_module", "as_modules", "collection_of", "is_nnx_module", "is_nnx_state", "map_state", "planned_state", "recording",
+           "set_mode", "state_leaves", "state_path", "takes_train"]
