@@ -316,5 +316,5 @@ def as_modules(global_model, sub_model):
     return g, s
 
 
-__all__ = ["NNXModel", "as_module", "as_modules", "collection_of", "is_nnx_module", "is_nnx_state", "map_state", "planned_state", "recording",
-           "set_mode", "state_leaves", "state_path", "takes_train"]
+__all__ = ["NNXModel", "as_module", "as_modules", "collection_of", "is_nnx_module", "is_nnx_state", "map_state",
+           "planned_state", "recording", "set_mode", "state_leaves", "state_path", "takes_train"]

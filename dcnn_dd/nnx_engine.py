@@ -33,6 +33,8 @@ as Linen does.  Without ``train`` the module runs in eval mode (Linen's ``train=
 Modules holding their own random state (``nnx.Rngs``, e.g. ``nnx.Dropout(rngs=...)``) are
 rejected: the engine passes no random streams to a model (as for Linen).  Regional pooling
 (``model={"pooling": "regional"}``) is a Linen zoo option and not applied to NNX models.
+``subnet(K)`` tries the class's ``subnet`` at once, abstractly, on 224x224x3 inputs, so a width
+that K does not divide is an error when the configuration is checked, as for Linen.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from collections.abc import Callable, Mapping
 import jax
 
 from dcnn_dd.nnx_adapter import NNXModel, _nnx, _unplanned
+
+
+PROBE_SHAPE = (224, 224, 3)  # inputs on which subnet(K) is tried when K is given (see NNXNet._probe)
 
 
 def nnx_class(factory):
@@ -122,7 +127,21 @@ class NNXNet:
             raise ValueError(f"{self!r} is already a sub-network")
         klass = nnx_class(self.factory)
         _bind_check(klass.subnet, f"{klass.__name__}.subnet", None, K, input_shape=(1, 1, 1), rngs=None)
-        return dataclasses.replace(self, K=K, _models={})
+        sub = dataclasses.replace(self, K=K, _models={})
+        sub._probe()
+        return sub
+
+    def _probe(self) -> None:
+        """The user's ``subnet(K)`` tried at once, abstractly, on inputs of :data:`PROBE_SHAPE`, so a
+        width that K does not divide is an error when the configuration is checked (as for Linen),
+        not when the sub-networks are first initialised.  Where the global network cannot be built
+        for that shape (a class that insists on its own), the check waits for the real shape."""
+        nnx = _nnx()
+        try:
+            nnx.eval_shape(lambda: self.factory(input_shape=PROBE_SHAPE, rngs=nnx.Rngs(0), **self.kwargs))
+        except Exception:  # noqa: BLE001 - not this shape: checked at the first init instead
+            return
+        nnx.eval_shape(lambda: self.build(PROBE_SHAPE, nnx.Rngs(0)))
 
     def build(self, input_shape, rngs):
         """The ``nnx.Module`` for inputs of ``input_shape`` (one sample, ``(H, W, C)``)."""

@@ -177,7 +177,8 @@ def test_cnn_dnn_trains_on_the_nnx_model(nnx_run):
     init = load_variables(run_dir / "cnn_dnn", "transfer_init")
     trained = load_variables(run_dir, "snets")
     for part in ("params", "batch_stats"):
-        same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), init[part]["local"], trained[part])
+        same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), init[part]["local"],
+                            trained[part])
         assert all(jax.tree.leaves(same)), part
     coherent = load_variables(run_dir / "cnn_dnn", "coherent")
     assert coherent["params"]["local"]["conv"]["kernel"].shape == (4, 3, 3, 1, 2)
@@ -198,9 +199,10 @@ def test_bad_nnx_models_are_clear_errors(registry):
     model = registry.build_model({"name": "nnx_drop"}, 10)
     with pytest.raises(ValueError, match="random state"):
         model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
-    sub = registry.build_model({"name": "nnx_cnn", "width": 6}, 10).subnet(4)
-    with pytest.raises(ValueError, match="width width=6 is not divisible by K=4"):
-        sub.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+    with pytest.raises(ValueError, match="width width=6 is not divisible by K=4"):  # as for Linen
+        registry.build_model({"name": "nnx_cnn", "width": 6}, 10).subnet(4)
+    with pytest.raises(ValueError, match="width width=6 is not divisible by K=4"):  # before anything runs
+        Config(model={"name": "nnx_cnn", "width": 6}, K=4)
 
 
 def test_layout_and_modes_are_flax_bridges(registry):
@@ -262,3 +264,26 @@ def test_plan_paths_match_an_equivalent_linen_model(registry):
 
     assert {linen_path(p): r for p, r in plan.rules.items()} == twin.rules
     assert plan.verification.exact
+
+
+def test_vmap_and_sequential_strategies_agree_on_the_nnx_sub_network(registry):
+    """One training step of K = 2 stacked NNX sub-networks under ``vmap`` (a batched nnx.merge) and
+    ``sequential``: the same parameters and BatchNorm statistics."""
+    from dcnn_dd.train import concurrent
+    from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
+
+    sub = registry.build_model({"name": "nnx_cnn", "width": 4}, 10).subnet(2)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *[init_variables(sub, k, (1, 8, 8, 1))
+                                                      for k in jax.random.split(jax.random.PRNGKey(0), 2)])
+    tx = default_tx()
+    state = jax.vmap(lambda v: create_state(v, tx))(stacked)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 8, 8, 1))
+    labels = jnp.array([0, 1, 2, 3])
+    out = {}
+    for s in ("vmap", "sequential"):
+        step = concurrent.kmap(lambda st, x, lab, lr: train_step(sub, tx, st, x, lab, lr), s, K=2,
+                               in_axes=(0, 0, None, 0))
+        out[s] = jax.jit(step)(state, xs, labels, jnp.full((2,), 1e-2))[0]
+    for a, b in zip(jax.tree.leaves(out["vmap"].variables), jax.tree.leaves(out["sequential"].variables)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out["vmap"].params["conv"]["kernel"], state.params["conv"]["kernel"])
