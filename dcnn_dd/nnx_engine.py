@@ -126,7 +126,8 @@ class NNXNet:
         if self.K is not None:
             raise ValueError(f"{self!r} is already a sub-network")
         klass = nnx_class(self.factory)
-        _bind_check(klass.subnet, f"{klass.__name__}.subnet", None, K, input_shape=(1, 1, 1), rngs=None)
+        self_arg = (None,) if inspect.isfunction(klass.subnet) else ()  # a plain method, not a classmethod
+        _bind_check(klass.subnet, f"{klass.__name__}.subnet", *self_arg, K, input_shape=(1, 1, 1), rngs=None)
         sub = dataclasses.replace(self, K=K, _models={})
         sub._probe()
         return sub
