@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 
@@ -43,24 +44,24 @@ import jax
 _ATTRS = ("feature_group_count", "use_running_average", "num_groups", "group_size", "padding", "num_heads")
 
 
-def _nnx():
+def flax_nnx():
     """flax.nnx if it is imported (an object can only be an NNX object if it is)."""
     return sys.modules.get("flax.nnx")
 
 
 def is_nnx_module(obj) -> bool:
-    nnx = _nnx()
+    nnx = flax_nnx()
     return nnx is not None and isinstance(obj, nnx.Module)
 
 
 def is_nnx_state(obj) -> bool:
-    nnx = _nnx()
+    nnx = flax_nnx()
     return nnx is not None and isinstance(obj, nnx.State)
 
 
-def _unplanned():
+def unplanned_variables():
     """The Variable types a plan leaves out: RNG state and sown intermediates."""
-    nnx = _nnx()
+    nnx = flax_nnx()
     return nnx.Any(nnx.RngState, nnx.Intermediate)
 
 
@@ -71,33 +72,51 @@ def state_path(path) -> str:
 
 def planned_state(state):
     """The part of an ``nnx.State`` a plan covers (no RNG state, no sown intermediates)."""
-    nnx = _nnx()
-    return nnx.filter_state(state, nnx.Not(_unplanned()))
+    nnx = flax_nnx()
+    return nnx.filter_state(state, nnx.Not(unplanned_variables()))
 
 
 def state_leaves(state) -> dict[str, object]:
     """{leaf path: array} of the planned part of an ``nnx.State``."""
-    return {state_path(p): v.get_value() for p, v in _nnx().to_flat_state(planned_state(state))}
+    return {state_path(p): v.get_value() for p, v in flax_nnx().to_flat_state(planned_state(state))}
 
 
 def map_state(state, fn: Callable[[str, object], object]):
     """The planned part of ``state`` with every leaf's value replaced by ``fn(path, value)``: the
     same paths and Variable types (and metadata), new values."""
-    nnx = _nnx()
+    nnx = flax_nnx()
     return nnx.map_state(lambda p, v: v.replace(fn(state_path(p), v.get_value())), planned_state(state))
 
 
 class NNXModel:
     """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.composition.plan_for`
     and :func:`~dcnn_dd.verify.check_composition` (see the module doc).  The module itself is
-    never changed: every ``apply`` runs a fresh ``nnx.merge`` of its graph and the given values."""
+    never changed: every ``apply`` runs a fresh ``nnx.merge`` of its graph and the given values.
 
-    def __init__(self, module):
-        nnx = _nnx()
+    ``collections=False`` (the functional API): the variables are the state's pure dict, leaf paths
+    ``conv1/kernel``.  ``collections=True`` (the engine, :mod:`dcnn_dd.nnx_engine`): Linen's layout,
+    one collection per Variable type named as ``flax.nnx.bridge`` names it
+    (``nnx.variable_name_from_type``: ``params``, ``batch_stats``), leaf paths
+    ``params/conv1/kernel``, and ``apply(..., mutable=[...])`` returns the mutable collections as
+    Linen does.  ``train=`` (if given to ``init`` / ``apply``) goes to the module's ``__call__`` if
+    that takes it, else it sets the mode with ``module.train()`` / ``module.eval()``."""
+
+    def __init__(self, module, *, collections: bool = False):
+        nnx = flax_nnx()
         self.module = module
-        self.graphdef, self.state, self.rest = nnx.split(module, nnx.Not(_unplanned()), ...)
+        self.collections = collections
+        self.graphdef, self.state, self.rest = nnx.split(module, nnx.Not(unplanned_variables()), ...)
         flat = list(nnx.to_flat_state(self.state))
-        self._paths = [(p, state_path(p)) for p, _ in flat]
+        self._paths = [(p, self._leaf_name(p, v)) for p, v in flat]
+
+    @property
+    def leaf_prefix(self) -> str:
+        """Where a layer's leaves live in the variables: ``params/`` in Linen's layout, else nothing."""
+        return "params/" if self.collections else ""
+
+    def _leaf_name(self, path, variable) -> str:
+        name = state_path(path)
+        return f"{collection_of(variable)}/{name}" if self.collections else name
 
     def __repr__(self) -> str:
         return f"NNXModel({type(self.module).__name__})"
@@ -109,7 +128,19 @@ class NNXModel:
     # ------------------------------------------------------------------ Linen's face
     def variables(self) -> dict:
         """The module's current values as a pure dict (the ``variables`` of ``apply``)."""
-        return _nnx().to_pure_dict(self.state)
+        return self._as_variables(self.state)
+
+    def _as_variables(self, state) -> dict:
+        nnx = flax_nnx()
+        if not self.collections:
+            return nnx.to_pure_dict(state)
+        out: dict = {}
+        for path, v in nnx.to_flat_state(state):
+            d = out.setdefault(collection_of(v), {})
+            for p in path[:-1]:
+                d = d.setdefault(str(p), {})
+            d[str(path[-1])] = v.get_value()
+        return out
 
     def init(self, key, x, *args, **kwargs) -> dict:
         """The module's current values (``key`` unused: an NNX module is initialised when built),
@@ -131,7 +162,7 @@ class NNXModel:
 
     def merged(self, variables):
         """A fresh module with ``variables`` (a pure dict, arrays or tracers) in place."""
-        nnx = _nnx()
+        nnx = flax_nnx()
         flat = dict(nnx.to_flat_state(self.state))
         leaves = _leaves(variables)
         missing = [name for _, name in self._paths if name not in leaves]
@@ -146,8 +177,9 @@ class NNXModel:
         submodule's ``__call__`` outputs as Linen lays them out (``{'conv1': {'__call__': (y,)},
         '__call__': (out,)}``; capture_intermediates=True) and ``variables`` the values after the
         call (BatchNorm statistics in training mode change)."""
-        nnx = _nnx()
+        nnx = flax_nnx()
         module = self.merged(variables)
+        kwargs = set_mode(module, kwargs)
         caps: dict = {}
         if capture_intermediates:
             with recording(module, lambda path, mdl, kw, out: _store(caps, path, out)):
@@ -156,7 +188,12 @@ class NNXModel:
             out = _call(module, x, *args, **kwargs)
         if not mutable:
             return out
-        state = {"variables": nnx.to_pure_dict(nnx.state(module, nnx.Not(_unplanned())))}
+        after = self._as_variables(nnx.state(module, nnx.Not(unplanned_variables())))
+        if self.collections:  # Linen: the mutable collections (and the captured intermediates)
+            cols = None if mutable is True else ({mutable} if isinstance(mutable, str) else set(mutable))
+            state = {c: t for c, t in after.items() if cols is None or c in cols}
+        else:
+            state = {"variables": after}
         if capture_intermediates:
             state["intermediates"] = caps
         return out, state
@@ -174,17 +211,47 @@ class NNXModel:
 
         def run(v, a):
             module = self.merged(v)
+            kwargs = set_mode(module, dict(init_kwargs or {}))
             with recording(module, record):
-                return _call(module, a, **dict(init_kwargs or {}))
+                return _call(module, a, **kwargs)
 
         jax.eval_shape(run, variables, x)
         return kinds
 
 
+def collection_of(variable) -> str:
+    """The Linen collection of an ``nnx.Variable``, as ``flax.nnx.bridge`` names it: ``params`` for
+    ``nnx.Param``, ``batch_stats`` for ``nnx.BatchStat``, the registered or snake-case name else."""
+    return flax_nnx().variable_name_from_type(type(variable), allow_register=True)
+
+
+def takes_train(module) -> bool:
+    """Whether the module's ``__call__`` takes a ``train`` argument (or any keyword)."""
+    try:
+        params = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "train" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def set_mode(module, kwargs: Mapping) -> dict:
+    """``kwargs`` for calling ``module``: a ``train`` argument stays where ``__call__`` takes it;
+    otherwise it is removed and sets the mode as NNX does, ``module.train()`` (BatchNorm on the
+    batch's statistics, updating the running ones; dropout on) or ``module.eval()``."""
+    kwargs = dict(kwargs)
+    if "train" not in kwargs or takes_train(module):
+        return kwargs
+    train = kwargs.pop("train")
+    if not isinstance(train, bool):
+        raise TypeError(f"train={train!r}: give True or False")
+    module.train() if train else module.eval()
+    return kwargs
+
+
 def _call(module, *args, **kwargs):
     """``module(*args, **kwargs)`` inside ``nnx.capture`` with no Variable types: values the module
     sows (``Module.sow``) are discarded instead of being stored on it (deprecated outside capture)."""
-    return _nnx().capture(lambda m, *a, **kw: m(*a, **kw))(module, *args, **kwargs)
+    return flax_nnx().capture(lambda m, *a, **kw: m(*a, **kw))(module, *args, **kwargs)
 
 
 def _leaves(tree) -> dict[str, object]:
@@ -206,7 +273,7 @@ def recording(module, record: Callable):
     ``record(path, submodule, kwargs, output)`` when it returns (children before parents).
     ``__call__`` is wrapped on the classes that define it (restored on exit); calls of modules
     that are not ``module``'s own (e.g. copies inside an ``nnx`` transform) are not reported."""
-    nnx = _nnx()
+    nnx = flax_nnx()
     keep = list(nnx.iter_modules(module))  # the modules stay alive, so their ids stay valid while recording
     paths = {id(m): p for p, m in keep}
     patched: dict[type, object] = {}
@@ -249,5 +316,5 @@ def as_modules(global_model, sub_model):
     return g, s
 
 
-__all__ = ["NNXModel", "as_module", "as_modules", "is_nnx_module", "is_nnx_state", "map_state", "planned_state", "recording",
-           "state_leaves", "state_path"]
+__all__ = ["NNXModel", "as_module", "as_modules", "collection_of", "is_nnx_module", "is_nnx_state", "map_state",
+           "planned_state", "recording", "set_mode", "state_leaves", "state_path", "takes_train"]

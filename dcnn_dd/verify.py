@@ -165,7 +165,7 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
 # --------------------------------------------------------------------------- module kinds
 def module_kinds(model, variables, x, init_kwargs: Mapping | None = None) -> dict[str, tuple[str, dict]]:
     """Every submodule's path -> (class name, a few attributes), from an abstract apply."""
-    if isinstance(model, NNXModel):
+    if isinstance(model, NNXModel) or callable(getattr(model, "module_kinds", None)):  # NNX (nnx_adapter, nnx_engine)
         return model.module_kinds(variables, x, init_kwargs)
     kinds: dict[str, tuple[str, dict]] = {}
 
@@ -431,7 +431,7 @@ def check_composition(
     init_kwargs = dict(init_kwargs or {})
     K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
     global_model, sub_model = as_modules(global_model, sub_model)
-    prefix = "" if isinstance(global_model, NNXModel) else "params/"  # where a layer's kernel leaf lives
+    prefix = getattr(global_model, "leaf_prefix", "params/")  # where a layer's kernel leaf lives
     if plan is None:
         plan = plan_for(global_model, sub_model, grid, K=K, input_shape=input_shape, sub_input_shape=sub_input_shape,
                         init_kwargs=init_kwargs, verify=False, **plan_kwargs)

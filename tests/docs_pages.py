@@ -37,6 +37,13 @@ def nnx_api_block():
     return block
 
 
+def nnx_engine_block():
+    """Training an NNX model with the engine: the one block on any page that imports flax.nnx and
+    registers a model."""
+    (block,) = [b for b in python_blocks() if "from flax import nnx" in b[1] and "register_model(" in b[1]]
+    return block
+
+
 def engine_block():
     """The training engine's example (`Config` and `run_algorithm1`), the one python block of docs/engine.md."""
     (block,) = python_blocks("docs/engine.md")
@@ -58,4 +65,5 @@ def cnn_dnn_blocks():
 
 def executed_blocks():
     """Every block some test runs: test_readme.py and test_cnn_dnn.py run exactly these."""
-    return [functional_api_block(), nnx_api_block(), engine_block(), layer_parallel_block(), *cnn_dnn_blocks()]
+    return [functional_api_block(), nnx_api_block(), nnx_engine_block(), engine_block(), layer_parallel_block(),
+            *cnn_dnn_blocks()]

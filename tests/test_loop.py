@@ -13,12 +13,12 @@ from dcnn_dd.train.schedules import Piecewise
 from dcnn_dd.train.state import create_state, default_tx
 
 
-def _source(n=64):
+def toy_source(n=64):
     rng = np.random.default_rng(0)
     return ArraySource(rng.integers(0, 255, (n, 4, 4, 1), dtype=np.uint8), rng.integers(0, 3, n), 3, "toy")
 
 
-def _phase(name, poison_at=None, epochs=3, **kw):
+def toy_phase(name, poison_at=None, epochs=3, **kw):
     """A linear softmax model; ``poison_at=(epoch, step)`` makes the loss NaN there."""
     tx = default_tx()
     seen = []
@@ -47,8 +47,8 @@ def _phase(name, poison_at=None, epochs=3, **kw):
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     store = RunDir(tmp_path, {}).phase("gnet_r")
-    phase, state, _ = _phase("gnet_r", poison_at=(1, 2))
-    data = TrainData(_source(), 16, seed=0)
+    phase, state, _ = toy_phase("gnet_r", poison_at=(1, 2))
+    data = TrainData(toy_source(), 16, seed=0)
     with pytest.raises(NonFiniteLossError) as e:
         run_phase(phase, state, store, data, progress=False)
     msg = str(e.value)
@@ -60,35 +60,35 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
 
 def test_schedule_epochs_history_and_resume_of_a_finished_phase(tmp_path):
     store = RunDir(tmp_path, {}).phase("gnet_r")
-    phase, state, seen = _phase("gnet_r")
+    phase, state, seen = toy_phase("gnet_r")
     calls = []
-    final, hist = run_phase(phase, state, store, TrainData(_source(), 16, seed=0), progress=False,
+    final, hist = run_phase(phase, state, store, TrainData(toy_source(), 16, seed=0), progress=False,
                             on_epoch=lambda h: calls.append(len(h)))
     assert [r["epoch"] for r in hist] == [1, 2, 3] and calls == [1, 2, 3]
     assert [r["lr"] for r in hist] == pytest.approx([1e-2, 1e-2, 1e-3])  # milestone at epoch index 2
     assert hist[-1]["elapsed_s"] >= hist[-1]["train_s"] > 0 and len(seen) == 12
-    again, hist2 = run_phase(phase, state, store, TrainData(_source(), 16, seed=0), progress=False)
+    again, hist2 = run_phase(phase, state, store, TrainData(toy_source(), 16, seed=0), progress=False)
     assert hist2 == hist and len(seen) == 12  # restored, nothing trained
     np.testing.assert_array_equal(np.asarray(again.params["w"]), np.asarray(final.params["w"]))
 
 
 def test_until_stops_extra_epochs_early(tmp_path):
     store = RunDir(tmp_path, {}).phase("gnet_t")
-    phase, state, seen = _phase("gnet_t", epochs=1, extra_epochs=5, until=lambda h: len(h) >= 2)
-    _, hist = run_phase(phase, state, store, TrainData(_source(), 16, seed=0), progress=False)
+    phase, state, seen = toy_phase("gnet_t", epochs=1, extra_epochs=5, until=lambda h: len(h) >= 2)
+    _, hist = run_phase(phase, state, store, TrainData(toy_source(), 16, seed=0), progress=False)
     assert len(hist) == 2  # one protocol epoch + one extra, then `until` held
 
 
 def test_plateau_scales_each_network_on_its_own(tmp_path):
     """Two 'networks' (K=2): the first never improves, so only its rate is divided by sqrt(10)."""
     store = RunDir(tmp_path, {}).phase("snets")
-    phase, state, _ = _phase("snets", epochs=4, num_nets=2, plateau_patience=2)
+    phase, state, _ = toy_phase("snets", epochs=4, num_nets=2, plateau_patience=2)
     phase.schedule = Piecewise(1e-2)
     vals = iter([[0.5, 0.1], [0.5, 0.2], [0.5, 0.3], [0.5, 0.4]])
     phase.evaluate = lambda st: next(vals)
     step = phase.step
     phase.step = lambda st, im, lab, ids, ep, lr: step(st, im, lab, ids, ep, lr.mean())
-    _, hist = run_phase(phase, state, store, TrainData(_source(), 16, seed=0), progress=False)
+    _, hist = run_phase(phase, state, store, TrainData(toy_source(), 16, seed=0), progress=False)
     np.testing.assert_allclose([r["lr"] for r in hist], [[1e-2, 1e-2]] * 3 + [[1e-2 / 10 ** 0.5, 1e-2]])
 
 

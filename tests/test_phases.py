@@ -9,13 +9,13 @@ import pytest
 from dcnn_dd.train.checkpoint import RunDir
 from dcnn_dd.train.loop import TrainData
 from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
-from tests.test_loop import _phase, _source
+from tests.test_loop import toy_phase, toy_source
 
 
 def _train(name, epochs=2, **kw):
     """A Train entry of test_loop's linear model; ``init`` starts it from its fresh state."""
-    phase, state, seen = _phase(name, epochs=epochs)
-    entry = Train(name, epochs, phase.schedule, phase.step, phase.evaluate, TrainData(_source(), 16, 0),
+    phase, state, seen = toy_phase(name, epochs=epochs)
+    entry = Train(name, epochs, phase.schedule, phase.step, phase.evaluate, TrainData(toy_source(), 16, 0),
                   init=lambda r: state, **kw)
     return entry, seen
 

@@ -53,7 +53,7 @@ def payoff() -> dict:
         for net, spec in p.networks.items():
             for K in sorted({4} | {v.K for v in p.variants[net]}):  # noqa: N806
                 for pooling in sorted({"global"} | {v.pooling for v in p.variants[net]}):
-                    configs[f"{net}-K{K}-{pooling}"] = snap(m._config(p, spec, K, pooling, p.first_seed))
+                    configs[f"{net}-K{K}-{pooling}"] = snap(m.pipeline_config(p, spec, K, pooling, p.first_seed))
         out[name] = {"preset": snap(p), "configs": configs}
     return out
 

@@ -2,7 +2,7 @@
 cannot drift from the code).  The CNN-DNN page's two examples run in tests/test_cnn_dnn.py;
 tests/test_docs.py checks that every python block of every page is run by one of these tests."""
 
-from tests.docs_pages import engine_block, functional_api_block, layer_parallel_block, nnx_api_block
+from tests.docs_pages import engine_block, functional_api_block, layer_parallel_block, nnx_api_block, nnx_engine_block
 
 
 def test_readme_example_runs(capsys):
@@ -42,6 +42,32 @@ def test_readme_engine_example_builds_a_valid_run(monkeypatch):
     assert isinstance(config, train.Config) and run_dir == "results/my_run"
     model = build_model(config.model, 10)
     assert build_grid(config.grid, (28, 28, 1)).K == config.K and model.subnet(config.K).features == (8, 8, 16, 16)
+
+
+def test_nnx_engine_example_builds_a_valid_run(monkeypatch):
+    """Training an NNX model with the engine (docs/api.md) with `run_algorithm1` stubbed: the registered NNX
+    class gives a valid Config, and its global network and sub-networks initialise and compose
+    exactly (the real runs are tests/test_nnx_engine.py's)."""
+    import jax
+
+    import dcnn_dd as dd
+    import dcnn_dd.train as train
+    from dcnn_dd.train import config as config_mod
+    from dcnn_dd.train.config import build_grid, build_model
+
+    monkeypatch.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
+    page, block = nnx_engine_block()
+    calls = []
+    monkeypatch.setattr(train, "run_algorithm1", lambda config, run_dir: calls.append((config, run_dir)) or {},
+                        raising=False)
+    exec(compile(block, page, "exec"), {})  # noqa: S102
+    (config, run_dir), = calls
+    assert isinstance(config, train.Config) and run_dir == "results/my_nnx_run"
+    model, grid = build_model(config.model, 10), build_grid(config.grid, (28, 28, 1))
+    sub = model.subnet(config.K)
+    v = sub.init(jax.random.PRNGKey(0), jax.numpy.zeros((1, *grid.sub_shape, 1)))
+    assert v["params"]["conv"]["kernel"].shape == (3, 3, 1, 8) and set(v) == {"params", "batch_stats"}
+    assert dd.plan_for(model, sub, grid, input_shape=(1, 28, 28, 1)).verification.exact
 
 
 def test_readme_layer_parallel_example_runs(capsys):

@@ -102,7 +102,12 @@ def register_model(name: str, factory) -> None:
     with ``__call__(x, train=False)`` and ``subnet(K)``, the same module with its hidden widths
     divided by K ((2.7)-(2.8); :func:`dcnn_dd.models.divide_widths` does the division with a clear
     error).  List-valued kwargs arrive as tuples.  The composition rules are inferred from the shapes
-    (:func:`dcnn_dd.plan_for`), as for any module.  A name of the zoo cannot be replaced."""
+    (:func:`dcnn_dd.plan_for`), as for any module.  A name of the zoo cannot be replaced.
+
+    A Flax NNX model: register the ``nnx.Module`` class (or a ``functools.partial`` of it); it is
+    built as ``cls(num_classes=..., input_shape=(H, W, C), rngs=nnx.Rngs(key), **kwargs)`` for the
+    images and ``subnet(K, input_shape=..., rngs=...)`` gives the sub-network for the sub-images
+    (:mod:`dcnn_dd.nnx_engine`)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name {name!r}: give a non-empty string")
     if not callable(factory):
@@ -114,13 +119,18 @@ def register_model(name: str, factory) -> None:
 
 def build_model(spec: dict, num_classes: int):
     """``{"name": "plain", "features": [32, 32, 64, 64], ...}`` -> the Flax module (a model of the
-    zoo or one registered with :func:`register_model`)."""
+    zoo or one registered with :func:`register_model`; for an NNX class the engine's
+    :class:`~dcnn_dd.nnx_engine.NNXNet`)."""
     spec = dict(spec)
     name = spec.pop("name", None)
     if name not in MODELS:
         raise ValueError(f"model name {name!r}: choose one of {sorted(MODELS)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     kwargs.setdefault("num_classes", num_classes)
+    from dcnn_dd.nnx_engine import NNXNet, is_nnx_factory
+
+    if is_nnx_factory(MODELS[name]):  # built for its input shape when the engine initialises it
+        return NNXNet.build_spec(name, MODELS[name], kwargs)
     try:
         model = MODELS[name](**kwargs)
     except TypeError as e:

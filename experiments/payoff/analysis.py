@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from experiments import cli
-from experiments.payoff.config import LR_SWEEP, PRESETS, Variant, _config
+from experiments.payoff.config import LR_SWEEP, PRESETS, Variant, pipeline_config
 from experiments.payoff.figures import figure
 from experiments.results import cached as cached_json
 from experiments.tables import md_table
@@ -238,7 +238,7 @@ def run(args) -> dict:
         Each pipeline compiles its own steps (a ``Steps`` of its own)."""
         key = (net, K, pooling)
         if key not in setups:
-            c = _config(p, p.networks[net], K, pooling, seeds[0], args.overrides[""])
+            c = pipeline_config(p, p.networks[net], K, pooling, seeds[0], args.overrides[""])
             setups[key] = setup = build_setup(c, data_path=args.data, num_devices=args.num_devices)
             warm_eager(setup)
         return setups[key].reconfigured(seed=seed)

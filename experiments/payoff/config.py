@@ -85,7 +85,7 @@ def _presets() -> dict:
 PRESETS = _presets()
 
 
-def _config(p: Preset, spec: dict, K: int, pooling: str, seed: int, overrides: dict | None = None):  # noqa: N803
+def pipeline_config(p: Preset, spec: dict, K: int, pooling: str, seed: int, overrides: dict | None = None):  # noqa: N803
     """One pipeline's configuration: the preset's data and batch, network ``spec`` (with ``pooling``),
     ``K`` sub-networks on :data:`GRIDS` [K], ``seed``; then the ``--set`` ``overrides``.  The variants
     (learning rates, budgets, Adam state) are applied by the pipelines, and the seed of each
