@@ -78,9 +78,9 @@ def restricted_feature_maps(model, sub, global_vars, stacked_sub_vars, x, grid, 
     import jax
     import jax.numpy as jnp
 
-    from dcnn_dd.compose import unstack
     from dcnn_dd.fields import activation_field, total_stride
     from dcnn_dd.grid import decompose_input
+    from dcnn_dd.tree import unstack
 
     windows = dict(model.spatial_layers())
     names = [layer_name(i) for i in layers]

@@ -275,7 +275,8 @@ def test_vmap_and_sequential_strategies_agree_on_the_nnx_sub_network(registry):
     """One training step of K = 2 stacked NNX sub-networks under ``vmap`` (a batched nnx.merge) and
     ``sequential``: the same parameters and BatchNorm statistics."""
     from dcnn_dd import sharding
-    from dcnn_dd.train.state import create_state, default_tx, init_variables, train_step
+    from dcnn_dd.train.state import create_state, default_tx, train_step
+    from dcnn_dd.tree import init_variables
 
     sub = registry.build_model({"name": "nnx_cnn", "width": 4}, 10).subnet(2)
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *[init_variables(sub, k, (1, 8, 8, 1))
