@@ -134,3 +134,9 @@ def previous_wall(out: Path, preset: str) -> float:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return 0.0
+
+
+def timed_s(record: dict) -> float | None:
+    """A timing record's (:func:`dcnn_dd.train.timing.time_training`) time of its epochs, or None
+    where the batch did not fit (``oom``: the paper's "-")."""
+    return None if record.get("oom") else record["time_s"]

@@ -30,11 +30,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dcnn_dd.cnn_dnn.aggregate import DNN
-from dcnn_dd.tree import stack
-from dcnn_dd.grid import Grid, decompose_input
 from dcnn_dd import sharding
-from dcnn_dd.tree import init_variables
+from dcnn_dd.cnn_dnn.aggregate import DNN
+from dcnn_dd.grid import Grid, decompose_input
+from dcnn_dd.tree import init_variables, stack
 
 INNER = ("vmap", "sequential")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from experiments import cli
 from experiments.cifar.config import OVERLAP_NAME, PRESETS, Case, Preset
-from experiments.results import cached, run_case
+from experiments.results import cached, run_case, timed_s
 from experiments.tables import md_table, pct
 
 
@@ -63,23 +63,18 @@ def sweep_entries(plan: Preset, args, log=print) -> tuple[list[dict], list[dict]
             aug = augment != "none"
             base = {"table": "3.2", "dataset": "cifar10", "model": "ResNet32", "batch_size": bs, "augment": aug}
             glob = measured["global"]
-            entries.append({**base, "row": "global network", "metric": "time_s", "value": epoch_time(glob)})
+            entries.append({**base, "row": "global network", "metric": "time_s", "value": timed_s(glob)})
             entries.append({**base, "row": "global network", "metric": "memory_MB", "value": _mb(glob)})
             for overlap in sw["grids"]:
                 sub = measured[f"subnets-{OVERLAP_NAME[overlap]}"]
                 e = {**base, "overlap": overlap}
-                entries.append({**e, "row": "4 sub-networks", "metric": "time_s", "value": epoch_time(sub)})
+                entries.append({**e, "row": "4 sub-networks", "metric": "time_s", "value": timed_s(sub)})
                 entries.append({**e, "row": "4 sub-networks", "metric": "memory_MB", "value": _mb(sub)})
-                ratio = None if epoch_time(glob) is None or epoch_time(sub) is None else epoch_time(glob) / epoch_time(sub)
+                ratio = None if timed_s(glob) is None or timed_s(sub) is None else timed_s(glob) / timed_s(sub)
                 entries.append({**e, "row": "ratio", "metric": "ratio", "value": ratio})
                 mem = None if _mb(glob) is None or _mb(sub) is None else _mb(glob) / _mb(sub)
                 entries.append({**e, "row": "memory ratio", "metric": "ratio", "value": mem})
     return rows, entries
-
-
-def epoch_time(m: dict) -> float | None:
-    """A timing record's time of the epochs it implies (None where the batch did not fit)."""
-    return None if m.get("oom") else m["time_s"]
 
 
 def _mb(m: dict) -> float | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.cifar.analysis import epoch_time
 from experiments.cifar.config import OVERLAP_NAME
 from experiments.plotting import pyplot, save_figure
+from experiments.results import timed_s
 
 
 # ----------------------------------------------------------------------------- figures
@@ -88,10 +88,10 @@ def sweep_figure(out: Path, rows: list[dict]) -> str:
             continue
         bs = [r["batch_size"] for r in sel]
         label = "no aug." if aug == "none" else f"aug. {aug}"
-        ax_t.plot(bs, [epoch_time(r["global"]) for r in sel], style, color="C3", marker="s", label=f"global, {label}")
+        ax_t.plot(bs, [timed_s(r["global"]) for r in sel], style, color="C3", marker="s", label=f"global, {label}")
         for k, color in [("subnets-overlap", "C0"), ("subnets-nonoverlap", "C2")]:
-            ax_t.plot(bs, [epoch_time(r[k]) for r in sel], style, color=color, marker="o", label=f"4 sub-nets {k[8:]}, {label}")
-            ax_r.plot(bs, [None if epoch_time(r["global"]) is None or epoch_time(r[k]) is None else epoch_time(r["global"]) / epoch_time(r[k])
+            ax_t.plot(bs, [timed_s(r[k]) for r in sel], style, color=color, marker="o", label=f"4 sub-nets {k[8:]}, {label}")
+            ax_r.plot(bs, [None if timed_s(r["global"]) is None or timed_s(r[k]) is None else timed_s(r["global"]) / timed_s(r[k])
                            for r in sel], style, color=color, marker="o", label=f"{k[8:]}, {label}")
     ax_t.set(xscale="log", yscale="log", xlabel="batch size", ylabel="time of 10 epochs [s]",
              title="Table 3.2: training time")

@@ -45,9 +45,9 @@ or, prefixed ``cnn_dnn.``, of its :class:`~dcnn_dd.cnn_dnn.train.CNNDNNConfig`
 presets), :mod:`.analysis` (the runs, tables, notes), :mod:`.figures`.
 """
 
-from experiments.cnn_dnn.analysis import (ROWS, TIME_ROWS, accuracy_table, entries, main, notes, run, targets,
-                                          time_table)
-from experiments.cnn_dnn.config import OVERLAP_NAME, PRESETS, Case, Preset, cpu_smoke, gpu_small, paper, tiny
+from experiments.cnn_dnn.analysis import accuracy_table, entries, main, notes, run, targets, time_table
+from experiments.cnn_dnn.config import (OVERLAP_NAME, PRESETS, ROWS, TIME_ROWS, Case, Preset, cpu_smoke, gpu_small,
+                                        paper, tiny)
 from experiments.cnn_dnn.figures import figure
 
 __all__ = ["OVERLAP_NAME", "PRESETS", "ROWS", "TIME_ROWS", "Case", "Preset", "accuracy_table", "cpu_smoke", "entries",

@@ -4,15 +4,8 @@ result entries, the accuracy and wall-time tables and the notes."""
 from __future__ import annotations
 
 from experiments import cli
-from experiments.cnn_dnn.config import OVERLAP_NAME, PRESETS, Case, Preset
+from experiments.cnn_dnn.config import OVERLAP_NAME, PRESETS, ROWS, TIME_ROWS, Case, Preset
 from experiments.tables import md_table, pct
-
-ROWS = [("local", "local CNNs (mean)"), ("average", "average"), ("vote", "majority vote"),
-        ("logit_sum", "logit sum"), ("composed", "Gu et al. composed"), ("dnn", "CNN-DNN (DNN on frozen local)"),
-        ("coherent", "coherent CNN-DNN (random init)"), ("transfer_init", "transfer: initial"),
-        ("transfer", "transfer: trained"), ("global", "global CNN")]
-TIME_ROWS = [("local", "local CNNs"), ("features", "local outputs"), ("dnn", "DNN"), ("coherent", "coherent"),
-             ("transfer", "transfer"), ("global", "global CNN"), ("compose", "compose")]
 
 
 # ----------------------------------------------------------------------------- results
@@ -97,7 +90,6 @@ def notes(cases, summaries) -> list[str]:
 
 def run(args) -> dict:
     from dcnn_dd.cnn_dnn import train
-
     from experiments.cnn_dnn.figures import figure
 
     plan = cli.apply(PRESETS[args.preset](), args)

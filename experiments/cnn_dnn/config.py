@@ -114,3 +114,12 @@ def tiny() -> Preset:
 
 
 PRESETS = {"paper": paper, "gpu-small": gpu_small, "cpu-smoke": cpu_smoke, "tiny": tiny}
+
+
+# the rows of the results' tables and figures: (summary key, label)
+ROWS = [("local", "local CNNs (mean)"), ("average", "average"), ("vote", "majority vote"),
+        ("logit_sum", "logit sum"), ("composed", "Gu et al. composed"), ("dnn", "CNN-DNN (DNN on frozen local)"),
+        ("coherent", "coherent CNN-DNN (random init)"), ("transfer_init", "transfer: initial"),
+        ("transfer", "transfer: trained"), ("global", "global CNN")]
+TIME_ROWS = [("local", "local CNNs"), ("features", "local outputs"), ("dnn", "DNN"), ("coherent", "coherent"),
+             ("transfer", "transfer"), ("global", "global CNN"), ("compose", "compose")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.cnn_dnn.analysis import ROWS, TIME_ROWS
+from experiments.cnn_dnn.config import ROWS, TIME_ROWS
 from experiments.plotting import pyplot, save_figure
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from experiments import cli
 from experiments.partitions.config import PRESETS, Preset
-from experiments.results import cached, run_case
+from experiments.results import cached, run_case, timed_s
 from experiments.tables import md_table, pct
 
 
@@ -56,7 +56,7 @@ def timing_entries(plan: Preset, args) -> tuple[list[dict], list[dict]]:
                 rows.append({"case": key, "row": row, "devices": devices, **m})
                 entries.append({"table": "3.4", "dataset": "food101", "model": slot, "row": row, "K": k,
                                 "metric": "time_s", "devices": devices,
-                                "value": None if m.get("oom") else m["time_s"]})
+                                "value": timed_s(m)})
     return rows, entries
 
 
