@@ -143,6 +143,7 @@ def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: 
     c.validate()
     # the data, models, grid and meshes first: a configuration that cannot run leaves no run directory
     setup = setup or build_setup(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    phases = algorithm1_phases(setup, steps)  # the steps (built, not compiled) and the phase list
     rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
@@ -150,7 +151,7 @@ def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: 
     log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(setup.train_source)} train / {len(setup.test_source)} test, "
         f"{setup.image_shape}), K={c.K}, grid {setup.grid}, data-parallel on {gdp}, backend {jax.default_backend()}")
 
-    results, histories = run_phases(algorithm1_phases(setup, steps), rd, restart=restart, progress=progress, log=log)
+    results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
 
     summary = summarize(c, histories, {"strategy": results["strategy"]})
     if main:
