@@ -61,11 +61,13 @@ def test_deferred_optional_and_stopping_rule(tmp_path):
 
     skipped, seen_skipped = _train("skipped", epochs=0, optional=True)
     no_rule, _ = _train("no_rule", epochs=1, extra_epochs=3)  # no stopping rule: no extra epochs
-    entries = [Compute("choice", lambda r: "x"), skipped, Deferred("later", later), no_rule]
+    none, seen_none = _train("none", epochs=0, extra_epochs=3)  # not even with 0 epochs
+    entries = [Compute("choice", lambda r: "x"), skipped, Deferred("later", later), no_rule, none]
     _, histories = run_phases(entries, RunDir(tmp_path, {}))
     assert built == ["x"] and "skipped" not in histories and seen_skipped == []
     assert len(histories["later"]) == 2  # 1 epoch + extra epochs until the rule holds
     assert len(histories["no_rule"]) == 1
+    assert histories["none"] == [] and seen_none == []
 
 
 def test_bad_phase_lists_are_refused(tmp_path):

@@ -147,9 +147,9 @@ def coherent_model(setup: Setup, cfg: CNNDNNConfig) -> CNNDNN:
 def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, run_dir: RunDir,
                    steps: Steps | None = None) -> list:
     """The CNN-DNN's phases 2-6 in ``run_dir`` (the trained :data:`PHASES`, and ``features``,
-    ``aggregators``, ``dnn_variables``, ``transfer_init``) on top of the trained local CNNs
-    ``local_vars`` (stacked on axis 0), which run with ``strategy``; ``steps``: compiled steps
-    to share with the run that trained them."""
+    ``aggregators``, ``dnn_variables``, ``transfer_checkpoint``, ``transfer_init``) on top of the
+    trained local CNNs ``local_vars`` (stacked on axis 0), which run with ``strategy``; ``steps``:
+    compiled steps to share with the run that trained them."""
     config = setup.config
     steps = Steps(setup) if steps is None else steps
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 6)
@@ -163,11 +163,12 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
         on_dev = sharding.put_global(local_vars, subnet_batch_sharding(setup, strategy))
         tr = steps.subnet_evaluator(strategy, with_logits=True, source=setup.train_source)(on_dev)
         te = steps.subnet_evaluator(strategy, with_logits=True)(on_dev)
+        seconds = time.perf_counter() - t0  # the two evaluations (the probabilities below are not timed)
         return {"train": FeatureSource(np.swapaxes(softmax(tr["logits"]), 0, 1), tr["labels"], num_classes,
                                        "train probs"),
                 "test": FeatureSource(np.swapaxes(softmax(te["logits"]), 0, 1), te["labels"], num_classes,
                                       "test probs"),
-                "test_logits": te["logits"], "test_labels": te["labels"], "seconds": time.perf_counter() - t0}
+                "test_logits": te["logits"], "test_labels": te["labels"], "seconds": seconds}
 
     # ---- the DNN on the frozen local outputs: its own data-parallel steps (no augmentation)
     dnn = dnn_model(setup, cfg)
@@ -196,12 +197,13 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
     def transfer_vars(results):  # the trained local CNNs and DNN, as the coherent model's variables
         return join(local_vars, results["dnn_variables"])
 
-    def transfer_init(results):  # saved as a checkpoint (the bitwise record), scored once
-        init_vars = transfer_vars(results)
+    def transfer_checkpoint(results):  # the transfer phase's initial state, saved (the bitwise record)
         store = run_dir.phase("transfer_init")
         if store.latest() is None:
-            store.save(0, create_state(init_vars, setup.tx), {"what": "the transfer phase's initial state"})
-        r = coh_evaluate(sharding.put_global(init_vars, sharding.replicated(setup.data_mesh)))
+            store.save(0, create_state(transfer_vars(results), setup.tx), {"what": "the transfer phase's initial state"})
+
+    def transfer_init(results):  # its accuracy, scored once
+        r = coh_evaluate(sharding.put_global(transfer_vars(results), sharding.replicated(setup.data_mesh)))
         return {"acc": float(r["acc"]), "top5": float(r["top5"])}
 
     def coherent_phase(name, epochs, lr, init):
@@ -219,7 +221,8 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
                        lambda r: global_state(setup, init_variables(coh, k_coh, (1, *setup.image_shape)))),
     ]
     if cfg.transfer_epochs > 0:
-        phases += [Compute("transfer_init", transfer_init, cache=True),
+        phases += [Compute("transfer_checkpoint", transfer_checkpoint),
+                   Compute("transfer_init", transfer_init, cache=True),
                    coherent_phase("transfer", cfg.transfer_epochs, cfg.transfer_lr,
                                   lambda r: global_state(setup, transfer_vars(r)))]
     return phases
@@ -241,6 +244,8 @@ def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = F
 
     # ---- 2-6. features, aggregators, DNN, coherent, transfer
     rd = RunDir(run_dir / "cnn_dnn", {"config": config.to_json(), "cnn_dnn": cfg.to_json()}, restart=restart)
+    if restart and main:  # also where this configuration has no transfer phase (the runner forgets only its own)
+        (rd.path / "transfer_init.json").unlink(missing_ok=True)
     phases = cnn_dnn_phases(setup, cfg, local_vars, a1["strategy"]["strategy"], rd, steps)
     results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
 

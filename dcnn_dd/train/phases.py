@@ -38,7 +38,7 @@ class Train:
     :class:`~.loop.Phase`; ``keep(state) -> value``: what later entries need of the final state
     (``results[name]``; the state itself is then dropped).  ``until(results)`` -> a stopping
     rule ``history -> bool`` checked from ``epochs`` on, or None; ``extra_epochs`` are only run
-    under a stopping rule (without one the epoch loop stops at ``epochs``).  ``optional``:
+    under a stopping rule (without one they are dropped: the phase trains ``epochs``).  ``optional``:
     skipped (no history) when ``epochs`` is 0."""
 
     name: str
@@ -129,7 +129,7 @@ def run_phases(phases: Sequence[Train | Deferred | Compute], run_dir: RunDir, *,
         histories[p.name] = []
         until = p.until(results) if p.until is not None else None
         phase = Phase(p.name, p.epochs, p.schedule, p.step, p.evaluate, p.num_nets, p.plateau_patience,
-                      extra_epochs=p.extra_epochs, until=until)
+                      extra_epochs=p.extra_epochs if until is not None else 0, until=until)
 
         def on_epoch(history, name=p.name):
             histories[name] = history
@@ -140,4 +140,5 @@ def run_phases(phases: Sequence[Train | Deferred | Compute], run_dir: RunDir, *,
         write_metrics()
         results[p.name] = p.keep(state) if p.keep is not None else None
         del state
+    write_metrics()  # also when no phase trained (every one skipped): the file is always there
     return results, histories

@@ -19,7 +19,7 @@ from dcnn_dd.grid import Grid
 from dcnn_dd.models.pooling import with_regional_pool
 from dcnn_dd.train.config import Config, build_grid, build_model
 from dcnn_dd.train.state import default_tx
-from dcnn_dd.tree import init_variables, stack
+from dcnn_dd.tree import init_variables
 
 # Config fields a Setup is built from; Setup.reconfigured may change any other field.
 BUILT_FROM = ("dataset", "train_size", "test_size", "image_size", "model", "K", "grid", "augment", "batch_size",
@@ -71,7 +71,7 @@ class Setup:
         """The K sub-networks' initial variables from K independent keys, stacked on axis 0 (on the host)."""
         keys = jax.random.split(key, self.config.K)
         shape = (1, *self.grid.sub_shape, self.image_shape[-1])
-        return jax.device_get(stack([jax.device_get(init_variables(self.sub, k, shape)) for k in keys]))
+        return jax.tree.map(lambda *xs: np.stack(xs), *[jax.device_get(init_variables(self.sub, k, shape)) for k in keys])
 
 
 def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: int | None = None) -> Setup:

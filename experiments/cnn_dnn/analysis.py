@@ -1,4 +1,4 @@
-"""Running the CNN-DNN experiment: every case's phases (:func:`dcnn_dd.cnn_dnn.train.run`), the
+"""Running the CNN-DNN experiment: every case's phases (:func:`dcnn_dd.cnn_dnn.train.run_cnn_dnn`), the
 result entries, the accuracy and wall-time tables and the notes."""
 
 from __future__ import annotations
