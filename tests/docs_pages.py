@@ -67,3 +67,16 @@ def executed_blocks():
     """Every block some test runs: test_readme.py and test_cnn_dnn.py run exactly these."""
     return [functional_api_block(), nnx_api_block(), nnx_engine_block(), engine_block(), layer_parallel_block(),
             *cnn_dnn_blocks()]
+
+
+def run_stubbed(monkeypatch, module, name, page_block, result=None) -> list[tuple]:
+    """Execute a docs example with ``module.name`` (the training run it calls) replaced by a stub
+    that records its arguments and returns ``result``; the recorded calls, each the positional
+    arguments followed by the keyword ones as (name, value) pairs (so unpacking a call into its
+    expected positional arguments also checks that no keyword was passed)."""
+    calls = []
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append((*a, *k.items())) or (result or {}),
+                        raising=False)
+    page, block = page_block
+    exec(compile(block, page, "exec"), {})  # noqa: S102
+    return calls

@@ -222,11 +222,9 @@ def test_readme_training_example_is_a_valid_run(monkeypatch):
     from dcnn_dd.train import Config
     from dcnn_dd.train.config import build_grid, build_model
 
-    calls = []
-    monkeypatch.setattr(cd, "run_cnn_dnn", lambda *a, **k: calls.append(a) or {"acc": {}}, raising=False)
-    page, block = _readme_blocks()[1]
-    exec(compile(block, page, "exec"), {})  # noqa: S102
-    (config, cfg, run_dir), = calls
+    from tests.docs_pages import run_stubbed
+
+    (config, cfg, run_dir), = run_stubbed(monkeypatch, cd, "run_cnn_dnn", _readme_blocks()[1], {"acc": {}})
     assert isinstance(config, Config) and isinstance(cfg, CNNDNNConfig) and run_dir == "results/my_cnn_dnn"
     assert build_grid(config.grid, (28, 28, 1)).K == config.K
     assert build_model(config.model, 10).subnet(config.K).features == (8, 8, 16, 16)

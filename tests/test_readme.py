@@ -2,7 +2,9 @@
 cannot drift from the code).  The CNN-DNN page's two examples run in tests/test_cnn_dnn.py;
 tests/test_docs.py checks that every python block of every page is run by one of these tests."""
 
-from tests.docs_pages import engine_block, functional_api_block, layer_parallel_block, nnx_api_block, nnx_engine_block
+from tests.docs_pages import (
+    engine_block, functional_api_block, layer_parallel_block, nnx_api_block, nnx_engine_block, run_stubbed,
+)
 
 
 def test_readme_example_runs(capsys):
@@ -33,12 +35,7 @@ def test_readme_engine_example_builds_a_valid_run(monkeypatch):
     import dcnn_dd.train as train
     from dcnn_dd.train.config import build_grid, build_model
 
-    page, block = engine_block()
-    calls = []
-    monkeypatch.setattr(train, "run_algorithm1", lambda config, run_dir: calls.append((config, run_dir)) or {},
-                        raising=False)
-    exec(compile(block, page, "exec"), {})  # noqa: S102
-    (config, run_dir), = calls
+    (config, run_dir), = run_stubbed(monkeypatch, train, "run_algorithm1", engine_block())
     assert isinstance(config, train.Config) and run_dir == "results/my_run"
     model = build_model(config.model, 10)
     assert build_grid(config.grid, (28, 28, 1)).K == config.K and model.subnet(config.K).features == (8, 8, 16, 16)
@@ -56,12 +53,7 @@ def test_nnx_engine_example_builds_a_valid_run(monkeypatch):
     from dcnn_dd.train.config import build_grid, build_model
 
     monkeypatch.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
-    page, block = nnx_engine_block()
-    calls = []
-    monkeypatch.setattr(train, "run_algorithm1", lambda config, run_dir: calls.append((config, run_dir)) or {},
-                        raising=False)
-    exec(compile(block, page, "exec"), {})  # noqa: S102
-    (config, run_dir), = calls
+    (config, run_dir), = run_stubbed(monkeypatch, train, "run_algorithm1", nnx_engine_block())
     assert isinstance(config, train.Config) and run_dir == "results/my_nnx_run"
     model, grid = build_model(config.model, 10), build_grid(config.grid, (28, 28, 1))
     sub = model.subnet(config.K)

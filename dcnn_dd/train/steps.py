@@ -44,12 +44,10 @@ def data_parallel_train_step(model, tx, mesh, prep: Callable | None = None):
     """``model``'s training step, data-parallel over ``mesh`` (parameters replicated, the state
     donated); ``prep(x, ids, epoch, train=True)`` is applied to the batch on device first."""
     rep = sharding.replicated(mesh)
-    if prep is None:
-        def step(state, x, labels, ids, epoch, lr):
-            return train_step(model, tx, state, x, labels, lr)
-    else:
-        def step(state, x, labels, ids, epoch, lr):
-            return train_step(model, tx, state, prep(x, ids, epoch, True), labels, lr)
+
+    def step(state, x, labels, ids, epoch, lr):
+        x = x if prep is None else prep(x, ids, epoch, True)
+        return train_step(model, tx, state, x, labels, lr)
 
     return jax.jit(step, out_shardings=(rep, rep), donate_argnums=0)
 
@@ -57,11 +55,12 @@ def data_parallel_train_step(model, tx, mesh, prep: Callable | None = None):
 def data_parallel_eval_step(model, mesh, prep: Callable | None = None):
     """``(variables, x, labels, ids, mask) -> ({'correct', 'correct_top5', 'count'}, logits)``,
     data-parallel over ``mesh``; ``prep(x, ids, 0, train=False)`` first if given."""
-    rep = sharding.replicated(mesh)
-    if prep is None:
-        return jax.jit(lambda v, x, lab, ids, mask: eval_step(model, v, x, lab, mask), out_shardings=rep)
-    return jax.jit(lambda v, x, lab, ids, mask: eval_step(model, v, prep(x, ids, 0, False), lab, mask),
-                   out_shardings=rep)
+
+    def step(v, x, labels, ids, mask):
+        x = x if prep is None else prep(x, ids, 0, False)
+        return eval_step(model, v, x, labels, mask)
+
+    return jax.jit(step, out_shardings=sharding.replicated(mesh))
 
 
 def global_train_step(setup: Setup, model=None):
