@@ -70,6 +70,12 @@ def test_deferred_optional_and_stopping_rule(tmp_path):
     assert histories["none"] == [] and seen_none == []
 
 
+def test_metrics_file_is_written_when_every_phase_is_skipped(tmp_path):
+    skipped, _ = _train("skipped", epochs=0, optional=True)
+    _, histories = run_phases([Compute("c", lambda r: 1), skipped], RunDir(tmp_path, {}))
+    assert histories == {} and (tmp_path / "metrics.jsonl").read_text() == ""
+
+
 def test_bad_phase_lists_are_refused(tmp_path):
     a, _ = _train("a")
     with pytest.raises(ValueError, match="unique"):
