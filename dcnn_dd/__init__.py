@@ -18,8 +18,9 @@ What each module owns (the core, from the bottom up):
 ``grid``           the sub-image grid (2.6): ``Grid``, ``decompose_input``, ``assemble``
 ``fields``         activation fields (Section 2.1.1) and where the last feature map sits
 ``rules``          every (de)composition rule (2.11)-(2.14), one ``Place`` operation
-``composition``    rule inference (``plan_for``), ``compose``, ``decompose``
-``verify``         ``check_composition``: the layer-by-layer check ``plan_for`` runs
+``composition``    ``Plan``, rule inference from shapes (``make_plan``), ``compose``, ``decompose``
+``tracing``        what a trace of a model's jaxpr says: flattened layers, strides, padding
+``verify``         ``plan_for`` (a plan from two Flax modules, checked) and ``check_composition``
 ``theorems``       Theorem 2.1 (logit sum, feature maps) and Theorem 2.2 as checks on outputs
 ``sharding``       meshes, global arrays, ``kmap`` (the K sub-networks at once), strategies
 ``complexity``     parameter and FLOP counts, convention (2.10)
@@ -32,15 +33,16 @@ phases), ``cnn_dnn`` (Klawonn et al.), ``layer_parallel`` (Guenther et al., MGRI
 """
 
 from dcnn_dd import rules
-from dcnn_dd.composition import Plan, compose, decompose, make_plan, plan_for, trace_flatten_shapes
+from dcnn_dd.composition import Plan, compose, decompose, make_plan
 from dcnn_dd.fields import Window, activation_field, flatten_fields, probe_activation_field, total_stride
 from dcnn_dd.grid import Box, Grid, assemble, decompose_input, paper_grid
+from dcnn_dd.tracing import trace_flatten_shapes
 from dcnn_dd.tree import stack, unstack
-from dcnn_dd.verify import CompositionReport, check_composition
+from dcnn_dd.verify import CompositionReport, check_composition, plan_for
 
 SUBPACKAGES = ("cnn_dnn", "data", "layer_parallel", "models", "train")
-MODULES = ("complexity", "composition", "fields", "grid", "nnx_adapter", "rules", "sharding", "theorems", "tree",
-           "verify")
+MODULES = ("activation_maps", "complexity", "composition", "fields", "grid", "nnx_adapter", "nnx_engine", "rules",
+           "sharding", "theorems", "tracing", "tree", "verify")
 
 __all__ = [
     "Box", "CompositionReport", "Grid", "Plan", "Window", "activation_field", "assemble", "check_composition", "compose", "decompose", "decompose_input",

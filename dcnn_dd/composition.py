@@ -5,14 +5,14 @@ A :class:`Plan` assigns a rule (:mod:`dcnn_dd.rules`) to every leaf of a network
 global and the sub-network variable trees, which is unambiguous for everything but leaves whose
 shapes agree (a head bias is recognised by its kernel; anything else needs an override) and
 dense layers fed by a flattened spatial map (found by tracing the model, see
-:func:`trace_flatten_shapes`).  Then
+:func:`~dcnn_dd.tracing.trace_flatten_shapes`).  Then
 
     global_vars = compose(plan, stacked_sub_vars)     # (2.11)-(2.14), leading axis K
     stacked     = decompose(plan, global_vars)        # the diagonal blocks, the inverse
 
-Both are pure functions of pytrees, jit-able (the plan is static).  :func:`plan_for` builds a
-plan straight from two Flax modules (global and sub-network, both Linen or both NNX) and a
-:class:`~dcnn_dd.grid.Grid`; for NNX, compose and decompose take and return ``nnx.State``
+Both are pure functions of pytrees, jit-able (the plan is static).  :func:`dcnn_dd.verify.plan_for`
+builds a plan straight from two Flax modules (global and sub-network, both Linen or both NNX)
+and a :class:`~dcnn_dd.grid.Grid`, and checks it layer by layer; for NNX, compose and decompose take and return ``nnx.State``
 (:mod:`dcnn_dd.nnx_adapter`).
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from dcnn_dd import rules as R
 from dcnn_dd.fields import Window, flatten_fields
 from dcnn_dd.grid import Grid
 from dcnn_dd.tree import leaves_by_path, path_str
-from dcnn_dd.nnx_adapter import as_modules, is_nnx_state, map_state, state_leaves
+from dcnn_dd.nnx_adapter import is_nnx_state, map_state, state_leaves
 
 
 def _shape(x) -> tuple[int, ...]:
@@ -105,79 +105,6 @@ def _check_tree(plan: Plan, leaves: Mapping, shapes: Mapping, what: str, stacked
 
 
 # --------------------------------------------------------------------------- flatten tracing
-def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tuple[int, ...]]:
-    """For every 2-D kernel leaf that multiplies a flattened tensor, the shape (without batch)
-    of the tensor before the flatten, e.g. ``{'params/Dense_0/kernel': (4, 4, 64)}``.
-
-    Works on any function ``apply_fn(variables, *args)`` by walking its jaxpr: a ``dot_general``
-    whose one operand is the kernel and whose other operand comes from a ``reshape`` of a
-    rank > 2 tensor.  Leaves fed by an unflattened input (e.g. after global average pooling)
-    are not listed.
-    """
-    flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
-    names = [path_str(p) for p, _ in flat]
-    vals = [v for _, v in flat]
-
-    def fn(leaves, *a):
-        return apply_fn(jax.tree_util.tree_unflatten(treedef, leaves), *a)
-
-    closed = jax.make_jaxpr(fn)(vals, *args)
-    jaxpr = closed.jaxpr
-    n = len(vals)
-    found: dict[str, tuple[int, ...]] = {}
-    passthrough = {"convert_element_type", "copy", "copy_p", "reduce_precision"}
-
-    def walk(jx, leaf_of: dict, flat_of: dict):
-        for eqn in jx.eqns:
-            prim = eqn.primitive.name
-            ins = eqn.invars
-            if prim in passthrough and len(ins) == 1:
-                for o in eqn.outvars:
-                    if is_jaxpr_var(ins[0]) and ins[0] in leaf_of:
-                        leaf_of[o] = leaf_of[ins[0]]
-                    if is_jaxpr_var(ins[0]) and ins[0] in flat_of:
-                        flat_of[o] = flat_of[ins[0]]
-            elif prim == "reshape":
-                src = ins[0]
-                shp = tuple(src.aval.shape)
-                out_shape = tuple(eqn.outvars[0].aval.shape)
-                if len(shp) > 2 and len(out_shape) == 2 and out_shape[0] == shp[0]:
-                    flat_of[eqn.outvars[0]] = shp[1:]
-            elif prim == "dot_general":
-                a, b = ins
-                for kern, other in ((b, a), (a, b)):
-                    if is_jaxpr_var(kern) and kern in leaf_of and is_jaxpr_var(other) and other in flat_of:
-                        found[leaf_of[kern]] = flat_of[other]
-            sub = call_jaxpr(eqn)
-            if sub is not None:
-                inner_leaf, inner_flat = {}, {}
-                for outer, inner in zip(ins, sub.invars):
-                    if is_jaxpr_var(outer) and outer in leaf_of:
-                        inner_leaf[inner] = leaf_of[outer]
-                    if is_jaxpr_var(outer) and outer in flat_of:
-                        inner_flat[inner] = flat_of[outer]
-                walk(sub, inner_leaf, inner_flat)
-
-    walk(jaxpr, {v: names[i] for i, v in enumerate(jaxpr.invars[:n])}, {})
-    return found
-
-
-def is_jaxpr_var(v) -> bool:
-    """Whether a jaxpr equation operand is a variable (not a literal)."""
-    return hasattr(v, "aval") and not hasattr(v, "val")
-
-
-def call_jaxpr(eqn):
-    """The jaxpr of a call-like equation (pjit, closed_call, custom_jvp/vjp), whose inputs map
-    1:1 onto the equation's.  Control flow (cond, while, scan) is not followed: its inner inputs
-    do not line up with the equation's (branch index, loop carry), so a 1:1 map would mislabel."""
-    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
-        j = eqn.params.get(key)
-        if j is not None:
-            return getattr(j, "jaxpr", j)
-    return None
-
-
 # --------------------------------------------------------------------------- plan inference
 _KERNEL_NAMES = ("kernel",)
 
@@ -199,7 +126,7 @@ def make_plan(
     ``sub_vars`` (arrays or ``jax.ShapeDtypeStruct``; the trees must have the same structure).
 
     ``flatten`` maps a dense kernel's path to ``(global pre-flatten shape, sub pre-flatten shape)``
-    (both without batch, channels last), as :func:`trace_flatten_shapes` finds them; such layers
+    (both without batch, channels last), as :func:`~dcnn_dd.tracing.trace_flatten_shapes` finds them; such layers
     get the (2.13) field rule, which needs ``grid`` and either ``windows`` (activation fields) or
     ``stride`` (see :func:`~dcnn_dd.fields.flatten_fields`).  ``head`` is ``'sum'``
     (classification, (2.14)) or ``'mean'`` (regression, (2.22)).  ``overrides`` maps a regular
@@ -342,133 +269,3 @@ def _field_rule(p, gs, ss, K, shapes, grid, windows, stride, strict):  # noqa: N
     if isinstance(out, R.Same):
         return R.Place((field, out), note="(2.13)+(2.14) flatten head")
     return R.Place((field, out), note="(2.13) first FC" if split else "Sec. 2.4 FC on decomposed input")
-
-
-def check_shapes(grid: Grid | None, K: int | None, input_shape, sub_input_shape=None):  # noqa: N803
-    """(K, input_shape, sub_input_shape) of a composition, checked: K from the grid when not given,
-    ``input_shape`` with its batch and channel axes and the grid's spatial shape, the sub-networks'
-    input shape (by default the grid's sub-images).  Shared by :func:`plan_for` and
-    :func:`dcnn_dd.verify.check_composition`."""
-    if K is None:
-        if grid is None:
-            raise ValueError("give K= or grid=")
-        K = grid.K  # noqa: N806
-    if input_shape is None:
-        raise ValueError("give input_shape= (with batch and channels), e.g. (1, 28, 28, 1)")
-    input_shape = tuple(int(n) for n in input_shape)
-    if grid is not None:
-        if len(input_shape) == grid.ndim + 1 and input_shape[:-1] == grid.shape:
-            raise ValueError(f"input_shape={input_shape} has no batch axis: pass (1, {', '.join(map(str, input_shape))})")
-        if len(input_shape) != grid.ndim + 2:
-            raise ValueError(f"input_shape={input_shape}: a {grid.ndim}-d grid takes (batch, *{grid.shape}, channels)")
-        if input_shape[1:-1] != grid.shape:
-            raise ValueError(f"input_shape={input_shape} does not match the grid: its spatial shape "
-                             f"{input_shape[1:-1]} is not the grid's {grid.shape}")
-    if sub_input_shape is None:
-        sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
-    return K, input_shape, tuple(int(n) for n in sub_input_shape)
-
-
-def plan_for(
-    global_model,
-    sub_model,
-    grid: Grid | None,
-    *,
-    K: int | None = None,  # noqa: N803
-    input_shape: Sequence[int] | None = None,
-    sub_input_shape: Sequence[int] | None = None,
-    init_kwargs: Mapping | None = None,
-    verify: bool = True,
-    exact: bool = False,
-    samples: int = 2,
-    **kwargs,
-) -> Plan:
-    """A plan from two Flax modules (both Linen or both NNX, see :mod:`dcnn_dd.nnx_adapter`): ``global_model`` on inputs of ``input_shape`` (with batch,
-    e.g. ``(1, 28, 28, 1)``) and ``sub_model`` on the sub-images (``sub_input_shape``, by default
-    the grid's sub-image shape with the same batch and channels).  Shapes come from
-    ``jax.eval_shape``; flattened layers are found by :func:`trace_flatten_shapes`, the total
-    stride in front of them by tracing the model (:func:`dcnn_dd.verify.trace_geometry`).
-    Keyword arguments go to :func:`make_plan`.
-
-    With ``verify=True`` (the default) the plan proves itself before it is returned:
-    :func:`dcnn_dd.verify.check_composition` composes K random, perturbed sub-networks and compares
-    the global network with them layer by layer on ``samples`` random inputs.  A plan that should be
-    exact and is not is a ``ValueError`` naming the first deviating layer and the likely cause; an
-    architecture that is inexact by nature (padding, global pooling, normalisation across channels,
-    BatchNorm in training mode) gets a ``UserWarning`` with the measured deviation, or a
-    ``ValueError`` with ``exact=True``.  The report is ``plan.verification``."""
-    K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
-    global_model, sub_model = as_modules(global_model, sub_model)
-    init_kwargs = dict(init_kwargs or {})
-    key = jax.random.PRNGKey(0)
-    x_g = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-    x_s = jax.ShapeDtypeStruct(tuple(sub_input_shape), jnp.float32)
-    g_vars = jax.eval_shape(lambda x: global_model.init(key, x, **init_kwargs), x_g)
-    try:
-        s_vars = jax.eval_shape(lambda x: sub_model.init(key, x, **init_kwargs), x_s)
-    except ZeroDivisionError as e:
-        raise ValueError(
-            f"the sub-network does not initialise on sub-images of shape {tuple(sub_input_shape)}: a feature map "
-            f"shrinks to zero size (a layer initialised with zero inputs: {e}); the sub-images are too small for "
-            f"the network's kernels and strides: use larger sub-images (grid size=) or fewer poolings"
-        ) from e
-    # mutable=True: also models whose init_kwargs put BatchNorm in training mode trace
-    g_flat = trace_flatten_shapes(lambda v, x: global_model.apply(v, x, mutable=True, **init_kwargs), g_vars, x_g)
-    s_flat = trace_flatten_shapes(lambda v, x: sub_model.apply(v, x, mutable=True, **init_kwargs), s_vars, x_s)
-    for p, shp in s_flat.items():
-        if 0 in tuple(shp):
-            raise ValueError(f"the sub-network's feature map in front of {p} has shape {tuple(shp)} on sub-images of "
-                             f"shape {tuple(sub_input_shape)}: it shrinks to zero; use larger sub-images")
-    flatten = {}
-    for p, shp in g_flat.items():
-        if p in s_flat and (tuple(shp) != tuple(s_flat[p]) or len(shp) > 1):
-            flatten[p] = (tuple(shp), tuple(s_flat[p]))
-    if "flatten" in kwargs:
-        flatten.update(kwargs.pop("flatten"))
-    if grid is not None and flatten and "stride" not in kwargs and "windows" not in kwargs and K > 1:
-        kwargs.update(_traced_strides(global_model, g_vars, x_g, grid, flatten, init_kwargs, kwargs.get("strict", True)))
-    try:
-        plan = make_plan(g_vars, s_vars, K, grid=grid, flatten=flatten, **kwargs)
-    except ValueError as e:
-        from dcnn_dd.verify import unruled_layers
-
-        unruled = unruled_layers(global_model, sub_model, K, g_vars, s_vars, x_g, x_s, init_kwargs)
-        if unruled:
-            raise ValueError(f"{e} (the model has layer kinds without a rule: {'; '.join(unruled)})") from e
-        raise
-    if not verify:
-        return plan
-    from dcnn_dd.verify import check_composition
-
-    report = check_composition(global_model, sub_model, grid, plan=plan, K=K, input_shape=input_shape,
-                               sub_input_shape=sub_input_shape, init_kwargs=init_kwargs, samples=samples)
-    report.enforce(exact=exact, stacklevel=3)
-    return dataclasses.replace(plan, verification=report)
-
-
-def _traced_strides(global_model, g_vars, x_g, grid, flatten, init_kwargs, strict) -> dict:
-    """The total stride in front of every flattened dense layer, from a trace of the model.
-
-    Without padding on the way (the theorems' setting) it is the stride, and misaligned origins are
-    the ``ValueError`` of :func:`~dcnn_dd.fields.flatten_fields`.  With padding the placement is
-    approximate anyway (and plan_for's check warns): the valid-padding guess from the shapes is
-    kept where it is consistent (as before), else the traced stride places at floor(origin / stride)."""
-    from dcnn_dd.verify import trace_geometry
-
-    geo = trace_geometry(lambda v, x: global_model.apply(v, x, mutable=True, **init_kwargs), g_vars, x_g, grid.ndim)
-    strides, stricts = {}, {}
-    for p, (g_pre, s_pre) in flatten.items():
-        if p not in geo.flatten or len(g_pre) != grid.ndim + 1 or tuple(g_pre[:-1]) == tuple(s_pre[:-1]):
-            continue
-        st, padded = geo.flatten[p]
-        if not padded:
-            strides[p] = st
-            continue
-        try:
-            flatten_fields(grid, g_pre[:-1], s_pre[:-1], strict=bool(strict), where=f"leaf {p}")
-        except ValueError:
-            strides[p], stricts[p] = st, False
-    out: dict = {"stride": strides} if strides else {}
-    if stricts:
-        out["strict"] = {p: stricts.get(p, bool(strict)) for p in flatten}
-    return out

@@ -1,6 +1,6 @@
 """Flax NNX modules and states in the functional API (the NNX dialect).
 
-:func:`~dcnn_dd.composition.plan_for`, :func:`~dcnn_dd.verify.check_composition`,
+:func:`~dcnn_dd.verify.plan_for`, :func:`~dcnn_dd.verify.check_composition`,
 :func:`~dcnn_dd.composition.compose` and :func:`~dcnn_dd.composition.decompose` take either dialect:
 
 * **Linen**: ``nn.Module`` definitions and variable dicts ``{collection: {...}}``; leaf paths
@@ -89,7 +89,7 @@ def map_state(state, fn: Callable[[str, object], object]):
 
 
 class NNXModel:
-    """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.composition.plan_for`
+    """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.verify.plan_for`
     and :func:`~dcnn_dd.verify.check_composition` (see the module doc).  The module itself is
     never changed: every ``apply`` runs a fresh ``nnx.merge`` of its graph and the given values.
 

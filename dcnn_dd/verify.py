@@ -1,5 +1,9 @@
 """Plans that verify themselves: compose random sub-networks and compare, layer by layer.
 
+:func:`plan_for` builds a :class:`~dcnn_dd.composition.Plan` from two Flax modules (the shapes of
+their variables, the layers fed by a flattened map and the stride in front of them, all found by
+tracing) and, unless ``verify=False``, checks it with :func:`check_composition` before returning it.
+
 :func:`check_composition` composes K randomly initialised *and perturbed* sub-networks (non-zero
 biases, BatchNorm statistics away from 0/1) with a plan, runs the global network and the K
 sub-networks on a few random inputs with ``capture_intermediates=True`` (every submodule's output,
@@ -16,7 +20,7 @@ compares:
 The :class:`CompositionReport` holds the per-layer deviations (printable, a table in a notebook),
 what in the architecture is inexact by nature (padding, pooling over the whole map, normalisation
 across channels, BatchNorm in training mode) and, where layers deviate, the likely cause.
-:func:`dcnn_dd.composition.plan_for` calls it and raises ``ValueError`` (should be exact and is not)
+:func:`plan_for` runs it and raises ``ValueError`` (should be exact and is not)
 or warns (``UserWarning``, inexact by nature).
 """
 
@@ -31,10 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcnn_dd.composition import Plan, is_jaxpr_var, call_jaxpr
+from dcnn_dd.composition import Plan, make_plan
 from dcnn_dd.tree import path_str
 from dcnn_dd.grid import Grid, decompose_input
 from dcnn_dd.nnx_adapter import NNXModel, as_modules
+from dcnn_dd.tracing import Geometry, trace_flatten_shapes, trace_geometry, traced_strides
 
 README_SECTION = "docs/api.md, section 'What plan_for checks'"
 
@@ -46,123 +51,6 @@ _ATTENTION = {"MultiHeadDotProductAttention", "SelfAttention", "MultiHeadAttenti
 _NORM_ACROSS_CHANNELS = {"LayerNorm", "GroupNorm", "RMSNorm", "InstanceNorm"}
 
 
-# --------------------------------------------------------------------------- geometry by tracing
-@dataclasses.dataclass
-class Geometry:
-    """What a trace of the model's jaxpr says about its spatial geometry."""
-
-    total_stride: tuple[int, ...] | None = None          # product of the strides up to the deepest map
-    flatten: dict = dataclasses.field(default_factory=dict)  # dense leaf -> (stride, padded) of its flattened input
-    padded_windows: int = 0                              # convolutions / poolings with non-zero padding
-    windows: int = 0
-    spatial_reductions: int = 0                          # reductions over spatial axes (GAP, batch statistics)
-    transposed: int = 0                                  # convolutions with input dilation (not followed)
-
-
-def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
-    """Total stride, padding and spatial reductions of ``apply_fn(variables, x)`` with ``x`` of shape
-    ``(B, *spatial, C)`` (``ndim`` spatial axes), by a data-flow walk over its jaxpr: each tensor
-    derived from the input keeps its cumulative stride (convolutions and poolings multiply it,
-    element-wise operations and merges keep it) and whether some window on its way was padded."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
-    names = [path_str(p) for p, _ in flat]
-    vals = [v for _, v in flat]
-    closed = jax.make_jaxpr(lambda leaves, a: apply_fn(jax.tree_util.tree_unflatten(treedef, leaves), a))(vals, x)
-    jx = closed.jaxpr
-    n = len(vals)
-    geo = Geometry()
-    deepest = [(1,) * ndim]
-
-    def merge(states):
-        st = tuple(max(s[0][i] for s in states) for i in range(ndim))
-        return st, any(s[1] for s in states)
-
-    def walk(j, state: dict, flat_of: dict, leaf_of: dict):
-        for eqn in j.eqns:
-            prim = eqn.primitive.name
-            ins = [v for v in eqn.invars if is_jaxpr_var(v)]
-            sub = call_jaxpr(eqn)
-            if sub is not None:
-                inner_state, inner_flat, inner_leaf = {}, {}, {}
-                for outer, inner in zip(eqn.invars, sub.invars):
-                    if is_jaxpr_var(outer):
-                        if outer in state:
-                            inner_state[inner] = state[outer]
-                        if outer in flat_of:
-                            inner_flat[inner] = flat_of[outer]
-                        if outer in leaf_of:
-                            inner_leaf[inner] = leaf_of[outer]
-                walk(sub, inner_state, inner_flat, inner_leaf)
-                for inner, outer in zip(sub.outvars, eqn.outvars):
-                    if is_jaxpr_var(inner):
-                        if inner in inner_state:
-                            state[outer] = inner_state[inner]
-                        if inner in inner_flat:
-                            flat_of[outer] = inner_flat[inner]
-                continue
-            if prim == "dot_general":
-                a, b = eqn.invars
-                for kern, other in ((b, a), (a, b)):
-                    if is_jaxpr_var(kern) and kern in leaf_of and is_jaxpr_var(other) and other in flat_of:
-                        geo.flatten[leaf_of[kern]] = flat_of[other]
-            tracked = [state[v] for v in ins if v in state]
-            if not tracked:
-                continue
-            src = state[eqn.invars[0]] if is_jaxpr_var(eqn.invars[0]) and eqn.invars[0] in state else merge(tracked)
-            out = eqn.outvars[0]
-            if prim == "conv_general_dilated":
-                if eqn.invars[0] not in state:
-                    continue
-                if any(d != 1 for d in eqn.params["lhs_dilation"]):
-                    geo.transposed += 1
-                    continue
-                lhs_spec = eqn.params["dimension_numbers"].lhs_spec
-                st = list(src[0])
-                for i, ax in enumerate(lhs_spec[2:]):
-                    if 1 <= ax <= ndim:
-                        st[ax - 1] *= int(eqn.params["window_strides"][i])
-                padded = any(lo or hi for lo, hi in eqn.params["padding"])
-                geo.windows += 1
-                geo.padded_windows += int(padded)
-                state[out] = (tuple(st), src[1] or padded)
-                if np.prod(st) > np.prod(deepest[0]):
-                    deepest[0] = tuple(st)
-            elif prim.startswith("reduce_window"):
-                strides = eqn.params.get("window_strides")
-                pads = eqn.params.get("padding")
-                if strides is None or len(strides) != ndim + 2:
-                    continue
-                st = tuple(s * int(w) for s, w in zip(src[0], strides[1:ndim + 1]))
-                padded = any(lo or hi for lo, hi in pads[1:ndim + 1])
-                geo.windows += 1
-                geo.padded_windows += int(padded)
-                state[out] = (st, src[1] or padded)
-                if np.prod(st) > np.prod(deepest[0]):
-                    deepest[0] = st
-            elif prim in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin"):
-                axes = eqn.params.get("axes", ())
-                if any(1 <= a <= ndim for a in axes):
-                    geo.spatial_reductions += 1
-                else:
-                    state[out] = src
-            elif prim == "reshape":
-                shp, oshp = tuple(eqn.invars[0].aval.shape), tuple(out.aval.shape)
-                if len(shp) > 2 and len(oshp) == 2 and oshp[0] == shp[0]:
-                    flat_of[out] = src
-                elif oshp[: ndim + 1] == shp[: ndim + 1]:
-                    state[out] = src
-            else:
-                for o in eqn.outvars:
-                    if len(getattr(o.aval, "shape", ())) >= ndim + 1:
-                        state[o] = merge(tracked)
-
-    x_var = jx.invars[n]
-    walk(jx, {x_var: ((1,) * ndim, False)}, {}, {v: names[i] for i, v in enumerate(jx.invars[:n])})
-    geo.total_stride = deepest[0]
-    return geo
-
-
-# --------------------------------------------------------------------------- module kinds
 def module_kinds(model, variables, x, init_kwargs: Mapping | None = None) -> dict[str, tuple[str, dict]]:
     """Every submodule's path -> (class name, a few attributes), from an abstract apply."""
     if isinstance(model, NNXModel) or callable(getattr(model, "module_kinds", None)):  # NNX (nnx_adapter, nnx_engine)
@@ -406,6 +294,103 @@ def _compare(G, subs, grid, K, origins_fn, head_mode=None):  # noqa: N803
     return dev, max(float(np.abs(s).max()) for s in subs), "field + " + what
 
 
+def check_shapes(grid: Grid | None, K: int | None, input_shape, sub_input_shape=None):  # noqa: N803
+    """(K, input_shape, sub_input_shape) of a composition, checked: K from the grid when not given,
+    ``input_shape`` with its batch and channel axes and the grid's spatial shape, the sub-networks'
+    input shape (by default the grid's sub-images).  Shared by :func:`dcnn_dd.verify.plan_for` and
+    :func:`dcnn_dd.verify.check_composition`."""
+    if K is None:
+        if grid is None:
+            raise ValueError("give K= or grid=")
+        K = grid.K  # noqa: N806
+    if input_shape is None:
+        raise ValueError("give input_shape= (with batch and channels), e.g. (1, 28, 28, 1)")
+    input_shape = tuple(int(n) for n in input_shape)
+    if grid is not None:
+        if len(input_shape) == grid.ndim + 1 and input_shape[:-1] == grid.shape:
+            raise ValueError(f"input_shape={input_shape} has no batch axis: pass (1, {', '.join(map(str, input_shape))})")
+        if len(input_shape) != grid.ndim + 2:
+            raise ValueError(f"input_shape={input_shape}: a {grid.ndim}-d grid takes (batch, *{grid.shape}, channels)")
+        if input_shape[1:-1] != grid.shape:
+            raise ValueError(f"input_shape={input_shape} does not match the grid: its spatial shape "
+                             f"{input_shape[1:-1]} is not the grid's {grid.shape}")
+    if sub_input_shape is None:
+        sub_input_shape = (input_shape[0], *grid.sub_shape, input_shape[-1]) if grid is not None else input_shape
+    return K, input_shape, tuple(int(n) for n in sub_input_shape)
+
+
+def plan_for(
+    global_model,
+    sub_model,
+    grid: Grid | None,
+    *,
+    K: int | None = None,  # noqa: N803
+    input_shape: Sequence[int] | None = None,
+    sub_input_shape: Sequence[int] | None = None,
+    init_kwargs: Mapping | None = None,
+    verify: bool = True,
+    exact: bool = False,
+    samples: int = 2,
+    **kwargs,
+) -> Plan:
+    """A plan from two Flax modules (both Linen or both NNX, see :mod:`dcnn_dd.nnx_adapter`): ``global_model`` on inputs of ``input_shape`` (with batch,
+    e.g. ``(1, 28, 28, 1)``) and ``sub_model`` on the sub-images (``sub_input_shape``, by default
+    the grid's sub-image shape with the same batch and channels).  Shapes come from
+    ``jax.eval_shape``; flattened layers are found by :func:`~dcnn_dd.tracing.trace_flatten_shapes`, the total
+    stride in front of them by tracing the model (:func:`~dcnn_dd.tracing.traced_strides`).
+    Keyword arguments go to :func:`make_plan`.
+
+    With ``verify=True`` (the default) the plan proves itself before it is returned:
+    :func:`check_composition` composes K random, perturbed sub-networks and compares
+    the global network with them layer by layer on ``samples`` random inputs.  A plan that should be
+    exact and is not is a ``ValueError`` naming the first deviating layer and the likely cause; an
+    architecture that is inexact by nature (padding, global pooling, normalisation across channels,
+    BatchNorm in training mode) gets a ``UserWarning`` with the measured deviation, or a
+    ``ValueError`` with ``exact=True``.  The report is ``plan.verification``."""
+    K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
+    global_model, sub_model = as_modules(global_model, sub_model)
+    init_kwargs = dict(init_kwargs or {})
+    key = jax.random.PRNGKey(0)
+    x_g = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    x_s = jax.ShapeDtypeStruct(tuple(sub_input_shape), jnp.float32)
+    g_vars = jax.eval_shape(lambda x: global_model.init(key, x, **init_kwargs), x_g)
+    try:
+        s_vars = jax.eval_shape(lambda x: sub_model.init(key, x, **init_kwargs), x_s)
+    except ZeroDivisionError as e:
+        raise ValueError(
+            f"the sub-network does not initialise on sub-images of shape {tuple(sub_input_shape)}: a feature map "
+            f"shrinks to zero size (a layer initialised with zero inputs: {e}); the sub-images are too small for "
+            f"the network's kernels and strides: use larger sub-images (grid size=) or fewer poolings"
+        ) from e
+    # mutable=True: also models whose init_kwargs put BatchNorm in training mode trace
+    g_flat = trace_flatten_shapes(lambda v, x: global_model.apply(v, x, mutable=True, **init_kwargs), g_vars, x_g)
+    s_flat = trace_flatten_shapes(lambda v, x: sub_model.apply(v, x, mutable=True, **init_kwargs), s_vars, x_s)
+    for p, shp in s_flat.items():
+        if 0 in tuple(shp):
+            raise ValueError(f"the sub-network's feature map in front of {p} has shape {tuple(shp)} on sub-images of "
+                             f"shape {tuple(sub_input_shape)}: it shrinks to zero; use larger sub-images")
+    flatten = {}
+    for p, shp in g_flat.items():
+        if p in s_flat and (tuple(shp) != tuple(s_flat[p]) or len(shp) > 1):
+            flatten[p] = (tuple(shp), tuple(s_flat[p]))
+    if "flatten" in kwargs:
+        flatten.update(kwargs.pop("flatten"))
+    if grid is not None and flatten and "stride" not in kwargs and "windows" not in kwargs and K > 1:
+        kwargs.update(traced_strides(global_model, g_vars, x_g, grid, flatten, init_kwargs, kwargs.get("strict", True)))
+    try:
+        plan = make_plan(g_vars, s_vars, K, grid=grid, flatten=flatten, **kwargs)
+    except ValueError as e:
+        unruled = unruled_layers(global_model, sub_model, K, g_vars, s_vars, x_g, x_s, init_kwargs)
+        if unruled:
+            raise ValueError(f"{e} (the model has layer kinds without a rule: {'; '.join(unruled)})") from e
+        raise
+    if not verify:
+        return plan
+    report = _check_layers(global_model, sub_model, grid, plan, K, input_shape, sub_input_shape, init_kwargs, samples)
+    report.enforce(exact=exact, stacklevel=3)
+    return dataclasses.replace(plan, verification=report)
+
+
 def check_composition(
     global_model,
     sub_model,
@@ -425,16 +410,22 @@ def check_composition(
     """Compose K random, perturbed sub-networks with ``plan`` (by default ``plan_for(...,
     verify=False)`` with ``plan_kwargs``) and compare the global network with them, layer by layer,
     on ``samples`` random inputs.  Returns the :class:`CompositionReport` (it raises nothing:
-    ``report.enforce()`` does what :func:`~dcnn_dd.composition.plan_for` does with it)."""
-    from dcnn_dd.composition import check_shapes, plan_for
-
+    ``report.enforce()`` does what :func:`plan_for` does with it)."""
     init_kwargs = dict(init_kwargs or {})
     K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
     global_model, sub_model = as_modules(global_model, sub_model)
-    prefix = getattr(global_model, "leaf_prefix", "params/")  # where a layer's kernel leaf lives
     if plan is None:
         plan = plan_for(global_model, sub_model, grid, K=K, input_shape=input_shape, sub_input_shape=sub_input_shape,
                         init_kwargs=init_kwargs, verify=False, **plan_kwargs)
+    return _check_layers(global_model, sub_model, grid, plan, K, input_shape, sub_input_shape, init_kwargs, samples,
+                         seed, rtol, atol)
+
+
+def _check_layers(global_model, sub_model, grid, plan, K, input_shape, sub_input_shape, init_kwargs, samples,  # noqa: N803
+                  seed=0, rtol=1e-4, atol=1e-5) -> CompositionReport:
+    """:func:`check_composition` on checked shapes and modules (:func:`plan_for` calls it so, with
+    the same defaults)."""
+    prefix = getattr(global_model, "leaf_prefix", "params/")  # where a layer's kernel leaf lives
     head = _head_of(plan)
     if K == 1:
         return CompositionReport(K, head, 0, [], note="K=1: the composition is the identity (nothing to check)")
@@ -616,4 +607,4 @@ def _diagnose(rep: CompositionReport, plan: Plan, grid, geo: Geometry | None, ki
     rep.causes = causes
 
 
-__all__ = ["CompositionReport", "Geometry", "LayerCheck", "check_composition", "module_kinds", "trace_geometry"]
+__all__ = ["CompositionReport", "LayerCheck", "check_composition", "check_shapes", "module_kinds", "plan_for"]

@@ -8,8 +8,11 @@ coherent model on it computes the two-stage CNN-DNN of the DNN phase (the same t
 by sample; the same accuracy); every phase timed.  Accuracies are not
 asserted beyond their range (seconds of training)."""
 
+import dataclasses
 import json
+import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -172,8 +175,34 @@ def test_rerun_resumes_from_the_checkpoints(result):
     run_dir = out / "cases" / case.name
     before = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
     before.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})
+    # the transfer phase's initial state is saved whether or not its score is cached: remove the
+    # checkpoint and keep transfer_init.json, and the re-run writes the same checkpoint again
+    saved = load_variables(run_dir / "cnn_dnn", "transfer_init")
+    assert (run_dir / "cnn_dnn" / "transfer_init.json").exists()
+    shutil.rmtree(run_dir / "cnn_dnn" / "ckpt" / "transfer_init")
     again = train.run_cnn_dnn(case.config, case.cnn_dnn, run_dir, progress=False, log=lambda *a, **k: None)
     assert again["acc"] == r["cases"][case.name]["summary"]["acc"]
     after = {ph: checkpoints(run_dir, ph) for ph in ("snets", "gnet_r")}
     after.update({ph: checkpoints(run_dir / "cnn_dnn", ph) for ph in ("dnn", "coherent", "transfer")})
     assert after == before and all(before.values())
+    resaved = load_variables(run_dir / "cnn_dnn", "transfer_init")
+    assert jax.tree.structure(resaved) == jax.tree.structure(saved)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resaved), jax.tree.leaves(saved)))
+
+
+def test_restart_without_a_transfer_phase_forgets_the_cached_transfer_score(result, monkeypatch):
+    """``--restart`` with a configuration that has no transfer phase still forgets
+    ``transfer_init.json``: a later run with a transfer phase must not read the old score.  (Last in
+    this file: it restarts the case's CNN-DNN phases.)"""
+    from dcnn_dd.cnn_dnn import train
+
+    out, _ = result
+    case = next(c for c in cnn_dnn.tiny().cases if c.name == "k4-overlap")
+    run_dir = out / "cases" / case.name
+    cached = run_dir / "cnn_dnn" / "transfer_init.json"
+    assert cached.exists()
+    a1 = json.loads((run_dir / "summary.json").read_text())
+    monkeypatch.setattr(train, "run_algorithm1", lambda *a, **k: a1)  # the trained local CNNs, not retrained
+    cfg = dataclasses.replace(case.cnn_dnn, dnn_epochs=0, coherent_epochs=0, transfer_epochs=0)
+    summary = train.run_cnn_dnn(case.config, cfg, run_dir, restart=True, progress=False, log=lambda *a, **k: None)
+    assert not cached.exists() and summary["acc"]["transfer_init"] is None

@@ -84,3 +84,32 @@ def test_bad_phase_lists_are_refused(tmp_path):
         run_phases([Compute("histories", lambda r: 1)], RunDir(tmp_path, {}))
     with pytest.raises(ValueError, match="built a phase named"):
         run_phases([Deferred("x", lambda r: _train("y")[0])], RunDir(tmp_path / "b", {}))
+
+
+def test_algorithm1_phase_list_and_the_plan_time_charged_to_compose():
+    """algorithm1_phases only binds its phase functions (nothing runs when the list is built), and
+    the plan, derived when the setup is built, is still charged to GNet-T's pipeline: compose_s =
+    setup.plan_s + the composition."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dcnn_dd.composition import compose
+    from dcnn_dd.train import Config, build_setup
+    from dcnn_dd.train.composed_training import PHASES, algorithm1_phases, compose_snets
+
+    config = Config(train_size=64, test_size=32, batch_size=32, snet_epochs=1, gnet_t_epochs=0, gnet_r_epochs=0,
+                    model={"name": "plain", "features": [8, 8, 16, 16], "fc": [16]}, strategy="sequential")
+    setup = build_setup(config)
+    assert setup.plan.verification is not None and setup.plan.verification.exact and setup.plan_s > 0
+    phases = algorithm1_phases(setup)
+    assert tuple(p.name for p in phases) == PHASES
+    shapes = jax.eval_shape(lambda: setup.sub.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 1))))
+    rng = np.random.default_rng(0)  # K stacked sub-networks (random values: initialising them is slow)
+    sub_vars = jax.tree.map(lambda s: rng.normal(size=(config.K, *s.shape)).astype(s.dtype), shapes)
+    out = compose_snets(dataclasses.replace(setup, plan_s=100.0), {"snets": (sub_vars, None)})
+    assert 100.0 < out["compose_s"] < 200.0
+    expected = jax.device_get(compose(setup.plan, sub_vars))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out["variables"]), jax.tree.leaves(expected)))

@@ -80,3 +80,25 @@ def test_user_module_as_the_local_cnns_of_a_cnn_dnn(registry, tmp_path):
         same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), init[part]["local"], trained[part])
         assert all(jax.tree.leaves(same)), part
     assert float(np.abs(np.asarray(trained["batch_stats"]["BatchNorm_0"]["var"]) - 1).max()) > 1e-3  # really trained
+
+
+class HalfDividedNet(TinyNet):  # a user's mistake: subnet(K) divides the hidden width but not the convolutions'
+    def subnet(self, K):  # noqa: N803
+        return dataclasses.replace(self, hidden=divide_widths(self.hidden, K, "hidden"))
+
+
+def test_a_network_that_cannot_be_composed_fails_before_anything_trains(registry, tmp_path):
+    """The plan is derived and checked when the setup is built: a module whose sub-network is not a
+    width decomposition of it fails there, with no run directory written and nothing trained
+    (before, the error came after GNet-R and the SNets had trained)."""
+    from dcnn_dd.train import Config, run_algorithm1
+
+    registry.register_model("halfdivided", HalfDividedNet)
+    config = Config(dataset="fashion_mnist_idx", train_size=256, test_size=128, model={"name": "halfdivided"},
+                    K=4, grid={"parts": 2, "size": 16}, batch_size=64, snet_epochs=1, gnet_t_epochs=0,
+                    gnet_r_epochs=1, strategy="sequential")
+    config.validate()  # the configuration itself is fine: the sub-network builds
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match="cannot infer the rule"):
+        run_algorithm1(config, run_dir, progress=False, log=lambda *a, **k: None)
+    assert not run_dir.exists()

@@ -161,7 +161,7 @@ def test_check_composition_is_public_and_reports_every_layer():
 
 
 def test_total_stride_is_traced_not_guessed():
-    from dcnn_dd.verify import trace_geometry
+    from dcnn_dd.tracing import trace_geometry
 
     net = Stride4Net(8, 16)
     x = jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32)

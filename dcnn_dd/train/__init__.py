@@ -1,8 +1,8 @@
 """The training engine: Algorithm 1 of Gu et al. (and the CNN-DNN) as resumable runs of phases.
 
-A configuration goes down one path: :class:`Config` -> :func:`build_setup` (data, models, grid,
-meshes) -> the step builders of :mod:`.steps` -> a list of phases -> :func:`run_phases`
-(epoch loop, checkpoints, metrics) -> the summary.
+A configuration goes down one path: :class:`Config` -> :func:`build_setup` (checks, meshes, data,
+models, grid, the checked plan) -> the step builders of :mod:`.steps` -> a list of phases ->
+:func:`run_phases` (epoch loop, checkpoints, metrics) -> the summary.
 
 =====================  =====================================================================
 ``config``             :class:`Config` (JSON-able), ``register_model``, model and grid builders
@@ -13,8 +13,9 @@ meshes) -> the step builders of :mod:`.steps` -> a list of phases -> :func:`run_
                        ``evaluate``, ``Steps`` (one pipeline's compiled steps), strategy choice
 ``loop``               the epoch loop of one phase: resume mid-epoch, Ctrl-C, NaN guard, bars
 ``phases``             ``Train`` / ``Deferred`` / ``Compute`` entries and ``run_phases``
-``composed_training``  Algorithm 1 as a phase list: GNet-R, SNets -> compose -> GNet-T;
-                       ``run_algorithm1``, the summary and its time-to-accuracy figures
+``composed_training``  Algorithm 1 as a phase list, one function per phase: GNet-R, SNets ->
+                       compose -> GNet-T; ``run_algorithm1``, the summary and its
+                       time-to-accuracy figures
 ``schedules``          the paper's piecewise learning rates and the sqrt(10) plateau rule
 ``checkpoint``         run directories, orbax checkpoints, config checks, damaged-checkpoint errors
 ``timing``             seconds per step and memory of one configuration (Tables 3.2, 3.4)

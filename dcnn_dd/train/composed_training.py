@@ -4,12 +4,13 @@
     snet_init : the K sub-networks' initial variables (K independent keys)
     strategy  : how the K sub-networks run concurrently (``auto`` measures; :mod:`dcnn_dd.sharding`)
     snets     : K sub-networks, each on its own sub-images of the same samples, concurrently
-    plan      : (2.11)-(2.14) -> GNet-T's initial parameters (timed: ``compose_s``)
+    plan      : the SNets composed by the setup's plan (2.11)-(2.14) -> GNet-T's initial parameters
     compose   : the SNets and the composed network on the test set; Theorem 2.1 and 2.2 checked
     gnet_t    : the composed global network fine-tuned (data-parallel)
 
-:func:`algorithm1_phases` builds the list from a :class:`~.setup.Setup`; :func:`run_algorithm1`
-runs it with :func:`~.phases.run_phases` (every phase checkpointed at each epoch end;
+:func:`algorithm1_phases` builds the list from a :class:`~.setup.Setup` (which holds the data,
+the models and the checked plan); each entry is one of the functions below, in the order of the
+list.  :func:`run_algorithm1` runs it with :func:`~.phases.run_phases` (every phase checkpointed at each epoch end;
 re-running the same command resumes) and writes the summary, ``metrics.jsonl`` and the plots.
 The global phases are data-parallel ``jax.jit`` over a ``data`` mesh (batch sharded,
 parameters replicated).  Multi-process runs call ``jax.distributed.initialize`` first
@@ -19,12 +20,13 @@ parameters replicated).  Multi-process runs call ``jax.distributed.initialize`` 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import jax
 import numpy as np
 
 from dcnn_dd import sharding
-from dcnn_dd.composition import compose, plan_for
+from dcnn_dd.composition import compose
 from dcnn_dd.theorems import logit_sum_gap, theorem_2_2
 from dcnn_dd.train import plots
 from dcnn_dd.train.checkpoint import RunDir, write_json
@@ -49,84 +51,129 @@ def phase_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 
 def algorithm1_phases(setup: Setup, steps: Steps | None = None) -> list:
-    """GNet-R, strategy, SNets, compose, GNet-T (:data:`PHASES`) for ``setup``.  ``steps``: the
-    compiled steps GNet-R's pipeline and the SNets share (default: new ones); GNet-T compiles its
-    own, so each pipeline of the time-to-accuracy comparison pays its compilation."""
-    c = setup.config
+    """GNet-R, strategy, SNets, compose, GNet-T (:data:`PHASES`) for ``setup``: each entry one of
+    the phase functions below, bound to the setup and its steps (nothing is computed here).
+    ``steps``: the compiled steps GNet-R's pipeline and the SNets share (default: new ones);
+    GNet-T compiles its own, so each pipeline of the time-to-accuracy comparison pays its
+    compilation."""
+    k_r, k_s = phase_keys(setup.config.seed)
     steps = Steps(setup) if steps is None else steps
     steps_t = Steps(setup)
-    k_r, k_s = phase_keys(c.seed)
-    train_global = TrainData(setup.train_source, c.batch_size, c.seed, sharding.batch_sharding(setup.data_mesh),
-                             c.steps_per_epoch)
-    def choose(results):
-        t0 = time.perf_counter()
-        s, timings = choose_strategy(setup, results["snet_init"], steps)
-        return {"strategy": s, "measured_s_per_step": timings, "selection_s": time.perf_counter() - t0,
-                "backend": jax.default_backend(), "devices": len(jax.devices())}
+    return [
+        Deferred("gnet_r", partial(gnet_r_phase, setup, steps, k_r)),
+        Compute("snet_init", partial(snet_init, setup, k_s)),
+        Compute("strategy", partial(select_strategy, setup, steps), cache=True, describe=strategy_line),
+        Deferred("snets", partial(snets_phase, setup, steps)),
+        Compute("plan", partial(compose_snets, setup)),
+        Compute("compose", partial(theorem_check, setup, steps, steps_t), cache=True, record=True,
+                describe=compose_line),
+        Deferred("gnet_t", partial(gnet_t_phase, setup, steps_t)),
+    ]
 
-    def snets(results):
-        strategy = results["strategy"]["strategy"]
-        return Train("snets", c.snet_epochs, Piecewise.from_json(c.snet_lr), steps.subnet_train(strategy),
-                     epoch_metrics(steps.subnet_evaluator(strategy)),
-                     TrainData(setup.train_source, c.batch_size, c.seed, subnet_batch_sharding(setup, strategy),
-                               c.steps_per_epoch),
-                     init=lambda r: subnet_state(setup, r["snet_init"], strategy), num_nets=c.K,
-                     plateau_patience=c.plateau_patience,
-                     keep=lambda state: (sharding.to_host(state.variables),
-                                         sharding.to_host(state.opt_state) if c.compose_opt_state else None))
 
-    def composed(results):  # (2.11)-(2.14); timed, not cached (it is cheap and its output is big)
-        t0 = time.perf_counter()
-        plan = plan_for(setup.model, setup.sub, setup.grid, input_shape=(1, *setup.image_shape))
-        global_vars = jax.device_get(jax.jit(lambda s: compose(plan, s))(results["snets"][0]))
-        return {"plan": plan, "variables": global_vars, "compose_s": time.perf_counter() - t0}
+# ==================================================================== the phases, in their order
+def global_data(setup: Setup) -> TrainData:
+    """The global phases' training batches (GNet-R and GNet-T see the same ones)."""
+    c = setup.config
+    return TrainData(setup.train_source, c.batch_size, c.seed, sharding.batch_sharding(setup.data_mesh),
+                     c.steps_per_epoch)
 
-    def theorem_check(results):  # the SNets and the composed network on the test set (Theorem 2.1, 2.2)
-        strategy = results["strategy"]["strategy"]
-        trained = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
-        s_out = steps.subnet_evaluator(strategy, with_logits=True)(trained)
-        gvars = sharding.put_global(results["plan"]["variables"], sharding.replicated(setup.data_mesh))
-        t0 = time.perf_counter()
-        g_out = steps_t.global_evaluator(with_logits=True)(gvars)  # GNet-T's evaluation before fine-tuning (counted)
-        t_eval = time.perf_counter() - t0
-        sub_logits, g_logits = s_out["logits"], g_out["logits"]
-        return {"phase": "compose", "compose_s": results["plan"]["compose_s"], "eval_s": t_eval,
-                "snet_acc": [float(a) for a in s_out["acc"]],
-                "snet_top5": [float(a) for a in s_out["top5"]],
-                "gnet_t_init_acc": float(g_out["acc"]), "gnet_t_init_top5": float(g_out["top5"]),
-                "theorem_2_1_max_abs_diff": logit_sum_gap(g_logits, sub_logits),
-                "logit_scale": float(np.max(np.abs(g_logits))),
-                "theorem_2_2": theorem_2_2(sub_logits, g_logits, g_out["labels"])}
 
-    def gnet_t_init(results):
-        plan, global_vars = results["plan"]["plan"], results["plan"]["variables"]
-        trained_opt = results["snets"][1]
+def gnet_r_phase(setup: Setup, steps: Steps, key, results: dict) -> Train:
+    """The baseline: GNet from random initialisation (``key``), data-parallel; skipped at 0 epochs."""
+    c = setup.config
+    return Train("gnet_r", c.gnet_r_epochs, Piecewise.from_json(c.gnet_r_lr), steps.global_train(),
+                 epoch_metrics(steps.global_evaluator()), global_data(setup),
+                 init=lambda r: global_state(setup, setup.global_init(key)), plateau_patience=c.plateau_patience,
+                 optional=True)
+
+
+def snet_init(setup: Setup, key, results: dict) -> dict:
+    """The K sub-networks' initial variables, from K independent keys split from ``key``."""
+    return setup.subnet_init(key)
+
+
+def select_strategy(setup: Setup, steps: Steps, results: dict) -> dict:
+    """How the K sub-networks run concurrently: the configured strategy, or (``auto``) the fastest
+    measured on one batch with the SNets' own steps (timed: ``selection_s``, charged to GNet-T's
+    pipeline)."""
+    t0 = time.perf_counter()
+    s, timings = choose_strategy(setup, results["snet_init"], steps)
+    return {"strategy": s, "measured_s_per_step": timings, "selection_s": time.perf_counter() - t0,
+            "backend": jax.default_backend(), "devices": len(jax.devices())}
+
+
+def snets_phase(setup: Setup, steps: Steps, results: dict) -> Train:
+    """Algorithm 1, step 1: the K sub-networks, each on its own sub-images (2.6) of the same
+    samples, concurrently with the chosen strategy.  Keeps their variables (and Adam states, for
+    ``compose_opt_state``) on the host."""
+    c = setup.config
+    strategy = results["strategy"]["strategy"]
+    return Train("snets", c.snet_epochs, Piecewise.from_json(c.snet_lr), steps.subnet_train(strategy),
+                 epoch_metrics(steps.subnet_evaluator(strategy)),
+                 TrainData(setup.train_source, c.batch_size, c.seed, subnet_batch_sharding(setup, strategy),
+                           c.steps_per_epoch),
+                 init=lambda r: subnet_state(setup, r["snet_init"], strategy), num_nets=c.K,
+                 plateau_patience=c.plateau_patience,
+                 keep=lambda state: (sharding.to_host(state.variables),
+                                     sharding.to_host(state.opt_state) if c.compose_opt_state else None))
+
+
+def compose_snets(setup: Setup, results: dict) -> dict:
+    """Algorithm 1, step 2: the trained SNets composed by the setup's plan ((2.11)-(2.14)) into
+    GNet-T's initial variables.  Timed (``compose_s``: the plan's derivation and check when the
+    setup was built, ``setup.plan_s``, and the composition); not cached (cheap, and big)."""
+    t0 = time.perf_counter()
+    global_vars = jax.device_get(jax.jit(lambda s: compose(setup.plan, s))(results["snets"][0]))
+    return {"variables": global_vars, "compose_s": setup.plan_s + time.perf_counter() - t0}
+
+
+def theorem_check(setup: Setup, steps: Steps, steps_t: Steps, results: dict) -> dict:
+    """The SNets and the composed network on the test set: Theorem 2.1 (the composed logits are the
+    sum of the sub-networks', (2.16)) and Theorem 2.2.  GNet-T's evaluation before fine-tuning
+    (with its own compiled step, ``steps_t``) is timed (``eval_s``) and charged to its pipeline."""
+    strategy = results["strategy"]["strategy"]
+    trained = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
+    s_out = steps.subnet_evaluator(strategy, with_logits=True)(trained)
+    gvars = sharding.put_global(results["plan"]["variables"], sharding.replicated(setup.data_mesh))
+    t0 = time.perf_counter()
+    g_out = steps_t.global_evaluator(with_logits=True)(gvars)
+    t_eval = time.perf_counter() - t0
+    sub_logits, g_logits = s_out["logits"], g_out["logits"]
+    return {"phase": "compose", "compose_s": results["plan"]["compose_s"], "eval_s": t_eval,
+            "snet_acc": [float(a) for a in s_out["acc"]],
+            "snet_top5": [float(a) for a in s_out["top5"]],
+            "gnet_t_init_acc": float(g_out["acc"]), "gnet_t_init_top5": float(g_out["top5"]),
+            "theorem_2_1_max_abs_diff": logit_sum_gap(g_logits, sub_logits),
+            "logit_scale": float(np.max(np.abs(g_logits))),
+            "theorem_2_2": theorem_2_2(sub_logits, g_logits, g_out["labels"])}
+
+
+def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
+    """Algorithm 1, step 3: GNet-T, the composed network fine-tuned (data-parallel, its own
+    compiled steps); a fresh Adam state, or (``compose_opt_state``) the SNets' composed.  Beyond its
+    epochs (``extra_epochs``) it trains until it reaches GNet-R's final accuracy."""
+    c = setup.config
+
+    def init(r):
+        global_vars, trained_opt = r["plan"]["variables"], r["snets"][1]
         opt = None
         if trained_opt is not None:
-            opt = jax.device_get(compose_opt_state(plan, trained_opt, global_vars["params"]))
+            opt = jax.device_get(compose_opt_state(setup.plan, trained_opt, global_vars["params"]))
         return global_state(setup, global_vars, opt)
 
-    def reach_gnet_r(results):  # GNet-T's stopping rule beyond its epochs: GNet-R's final accuracy
-        gnet_r = results["histories"].get("gnet_r")
-        if not gnet_r:
-            return None
-        target = gnet_r[-1]["val_acc"]
-        return lambda h: any(r["val_acc"] >= target for r in h)
+    return Train("gnet_t", c.gnet_t_epochs, Piecewise.from_json(c.gnet_t_lr), steps_t.global_train(),
+                 epoch_metrics(steps_t.global_evaluator()), global_data(setup), init=init,
+                 plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs, until=reach_gnet_r)
 
-    return [
-        Train("gnet_r", c.gnet_r_epochs, Piecewise.from_json(c.gnet_r_lr), steps.global_train(),
-              epoch_metrics(steps.global_evaluator()), train_global,
-              init=lambda r: global_state(setup, setup.global_init(k_r)), plateau_patience=c.plateau_patience,
-              optional=True),
-        Compute("snet_init", lambda r: setup.subnet_init(k_s)),  # the K sub-networks' initial variables
-        Compute("strategy", choose, cache=True, describe=strategy_line),
-        Deferred("snets", snets),
-        Compute("plan", composed),
-        Compute("compose", theorem_check, cache=True, record=True, describe=compose_line),
-        Train("gnet_t", c.gnet_t_epochs, Piecewise.from_json(c.gnet_t_lr), steps_t.global_train(),
-              epoch_metrics(steps_t.global_evaluator()), train_global, init=gnet_t_init,
-              plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs, until=reach_gnet_r),
-    ]
+
+def reach_gnet_r(results: dict):
+    """GNet-T's stopping rule beyond its epochs: GNet-R's final accuracy (None without GNet-R)."""
+    gnet_r = results["histories"].get("gnet_r")
+    if not gnet_r:
+        return None
+    target = gnet_r[-1]["val_acc"]
+    return lambda h: any(r["val_acc"] >= target for r in h)
 
 
 def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: bool = True, data_path=None,
@@ -140,8 +187,7 @@ def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: 
     c = config
     if setup is not None and setup.config != c:
         raise ValueError("run_algorithm1(config, setup=...): the setup was built for another configuration")
-    c.validate()
-    # the data, models, grid and meshes first: a configuration that cannot run leaves no run directory
+    # the checks, data, models, grid, plan and meshes first: a configuration that cannot run leaves no run directory
     setup = setup or build_setup(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
     phases = algorithm1_phases(setup, steps)  # the steps (built, not compiled) and the phase list
     rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
@@ -155,10 +201,10 @@ def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: 
 
     summary = summarize(c, histories, {"strategy": results["strategy"]})
     if main:
+        log(summary_table(summary))
         write_json(rd.path / "summary.json", summary)
         plots.accuracy_curves(histories, rd.path / "accuracy.png")
         plots.phase_times(summary, rd.path / "phase_times.png")
-        log(summary_table(summary))
     return summary
 
 

@@ -58,8 +58,9 @@ class Train:
 
 @dataclasses.dataclass
 class Deferred:
-    """A :class:`Train` phase whose settings depend on earlier results (e.g. the sub-network
-    phase on the strategy a :class:`Compute` chose): ``build(results) -> Train`` named ``name``."""
+    """A :class:`Train` phase built when it is reached: ``build(results) -> Train`` named ``name``.
+    For settings that depend on earlier results (e.g. the sub-network phase on the strategy a
+    :class:`Compute` chose), and to keep building the list free of work."""
 
     name: str
     build: Callable[[dict], Train]

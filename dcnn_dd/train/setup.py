@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import jax
 import numpy as np
 
 from dcnn_dd import sharding
+from dcnn_dd.composition import Plan
+from dcnn_dd.verify import plan_for
 from dcnn_dd.data import augment as aug
 from dcnn_dd.data import sources
 from dcnn_dd.grid import Grid
@@ -31,6 +34,8 @@ class Setup:
     """Data, models, grid, optimiser and meshes of one configuration.
 
     ``model``: the global network (GNet); ``sub``: the sub-network (``model.subnet(K)``);
+    ``plan``: how K trained ``sub`` compose into ``model`` ((2.11)-(2.14), checked layer by
+    layer: :func:`~dcnn_dd.verify.plan_for`), derived in ``plan_s`` seconds;
     ``data_mesh``: the global phases' data-parallel mesh; ``subnet_mesh``: the sub-network
     phase's mesh for ``shard_map``; ``eval_batch``: the evaluation batch, a multiple of the data
     mesh's devices; ``mean``: the training set's channel mean (the input normalisation)."""
@@ -45,6 +50,8 @@ class Setup:
     sub: object
     grid: Grid
     tx: object
+    plan: Plan
+    plan_s: float
     data_mesh: jax.sharding.Mesh
     subnet_mesh: jax.sharding.Mesh
     eval_batch: int
@@ -75,14 +82,17 @@ class Setup:
 
 
 def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: int | None = None) -> Setup:
-    """Load the data and build the models, grid and meshes of ``config``.  Every check that can
-    fail does so here, before anything is trained or written."""
+    """Check ``config``, make its device meshes, load its data, build its models and grid, and
+    derive and check the plan that composes them, in that order.  Every check that can fail does so here,
+    before anything is trained or written (a network that cannot be composed included)."""
     c = config
+    c.validate()
     if c.augment not in aug.PRESETS:
         raise ValueError(f"augment={c.augment!r}: choose one of {sorted(aug.PRESETS)}")
-    if c.strategy not in (*sharding.STRATEGIES, "auto"):
-        raise ValueError(f"strategy={c.strategy!r}: choose one of {sharding.STRATEGIES} or 'auto'")
-    data_mesh = sharding.data_mesh(num_devices)  # an invalid num_devices fails before the data is loaded
+    # ---- meshes (an invalid num_devices or batch size fails before the data is loaded)
+    data_mesh, subnet_mesh = sharding.data_mesh(num_devices), sharding.subnet_mesh(c.K, num_devices)
+    sharding.check_batch(c.batch_size, data_mesh)
+    # ---- data
     kw = {"path": data_path, "data_dir": data_dir, "image_size": c.image_size}
     train_source = sources.load(c.dataset, "train", **kw)
     test_source = sources.load(c.dataset, "test", **kw)
@@ -92,15 +102,20 @@ def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: i
         test_source = test_source.subset(c.test_size)
     image_shape = tuple(train_source.image_shape)
     mean = np.asarray(sources.channel_mean(train_source), np.float32)
+    # ---- models and grid
     model = build_model(c.model, train_source.num_classes)
     grid = build_grid(c.grid, image_shape)
     if grid.K != c.K:
         raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
     if getattr(model, "pooling", None) == "regional":  # the regions come from the grid
         model = with_regional_pool(model, grid, (1, *image_shape))
-    sharding.check_batch(c.batch_size, data_mesh)
+    sub = model.subnet(c.K)
+    # ---- the plan (2.11)-(2.14), checked; its time is charged to GNet-T's pipeline (compose_s)
+    t0 = time.perf_counter()
+    plan = plan_for(model, sub, grid, input_shape=(1, *image_shape))
+    plan_s = time.perf_counter() - t0
     n = data_mesh.devices.size
     return Setup(config=c, train_source=train_source, test_source=test_source, image_shape=image_shape, mean=mean,
-                 augment=aug.PRESETS[c.augment], model=model, sub=model.subnet(c.K), grid=grid, tx=default_tx(),
-                 data_mesh=data_mesh, subnet_mesh=sharding.subnet_mesh(c.K, num_devices),
+                 augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=default_tx(), plan=plan,
+                 plan_s=plan_s, data_mesh=data_mesh, subnet_mesh=subnet_mesh,
                  eval_batch=-(-c.eval_batch_size // n) * n)

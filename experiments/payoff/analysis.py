@@ -146,7 +146,8 @@ def gnet_t(setup, snap: dict, variant: Variant, epochs: int, progress: bool) -> 
     ``epochs`` epochs; the clock goes on from the snapshot's.  Also returns the plan's global variables."""
     import jax
 
-    from dcnn_dd.composition import compose, plan_for
+    from dcnn_dd.composition import compose
+    from dcnn_dd.verify import plan_for
     from dcnn_dd.train.state import compose_opt_state
     from dcnn_dd.train.steps import Steps, global_state
 

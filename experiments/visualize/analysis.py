@@ -45,7 +45,8 @@ def run(args) -> dict:
     import jax
 
     from dcnn_dd import sharding
-    from dcnn_dd.composition import compose, plan_for
+    from dcnn_dd.composition import compose
+    from dcnn_dd.verify import plan_for
     from dcnn_dd.fields import total_stride
     from dcnn_dd.grid import decompose_input
     from dcnn_dd.train.composed_training import phase_keys
