@@ -13,19 +13,21 @@ The same functions take Flax NNX modules and ``nnx.State`` (:mod:`dcnn_dd.nnx_ad
 
 What each module owns (the core, from the bottom up):
 
-=================  =========================================================================
-``tree``           pytree paths, stacks of K networks, variable initialisation
-``grid``           the sub-image grid (2.6): ``Grid``, ``decompose_input``, ``assemble``
-``fields``         activation fields (Section 2.1.1) and where the last feature map sits
-``rules``          every (de)composition rule (2.11)-(2.14), one ``Place`` operation
-``composition``    ``Plan``, rule inference from shapes (``make_plan``), ``compose``, ``decompose``
-``tracing``        what a trace of a model's jaxpr says: flattened layers, strides, padding
-``verify``         ``plan_for`` (a plan from two Flax modules, checked) and ``check_composition``
-``theorems``       Theorem 2.1 (logit sum, feature maps) and Theorem 2.2 as checks on outputs
-``sharding``       meshes, global arrays, ``kmap`` (the K sub-networks at once), strategies
-``complexity``     parameter and FLOP counts, convention (2.10)
-``nnx_adapter``    the Flax NNX dialect of the functional API
-=================  =========================================================================
+====================  =========================================================================
+``tree``              pytree paths, stacks of K networks, variable initialisation
+``grid``              the sub-image grid (2.6): ``Grid``, ``decompose_input``, ``assemble``
+``fields``            activation fields (Section 2.1.1) and where the last feature map sits
+``rules``             every (de)composition rule (2.11)-(2.14), one ``Place`` operation
+``composition``       ``Plan``, rule inference from shapes (``make_plan``), ``compose``, ``decompose``
+``tracing``           what a trace of a model's jaxpr says: flattened layers, strides, padding
+``verify``            ``plan_for`` (a plan from two Flax modules, checked) and ``check_composition``
+``theorems``          Theorem 2.1 (logit sum, feature maps) and Theorem 2.2 as checks on outputs
+``sharding``          meshes, global arrays, ``kmap`` (the K sub-networks at once), strategies
+``complexity``        parameter and FLOP counts, convention (2.10)
+``nnx_adapter``       the Flax NNX dialect of the functional API
+``nnx_engine``        an ``nnx.Module`` class trained by the engine (``register_model``)
+``activation_maps``   per-layer feature maps and class activation maps, jitted
+====================  =========================================================================
 
 Subpackages (imported on first use, e.g. ``dd.train``): ``models`` (the zoo), ``data``
 (datasets, augmentation, input pipeline), ``train`` (the engine: Algorithm 1 as resumable

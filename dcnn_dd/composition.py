@@ -104,7 +104,6 @@ def _check_tree(plan: Plan, leaves: Mapping, shapes: Mapping, what: str, stacked
             raise ValueError(f"leaf {p} of the {what} variables has shape {shape}, expected {want}")
 
 
-# --------------------------------------------------------------------------- flatten tracing
 # --------------------------------------------------------------------------- plan inference
 _KERNEL_NAMES = ("kernel",)
 

@@ -87,8 +87,8 @@ def test_bad_phase_lists_are_refused(tmp_path):
 
 
 def test_algorithm1_phase_list_and_the_plan_time_charged_to_compose():
-    """algorithm1_phases only binds its phase functions (nothing runs when the list is built), and
-    the plan, derived when the setup is built, is still charged to GNet-T's pipeline: compose_s =
+    """algorithm1_phases only binds its phase functions (building the list uses no step), and the
+    plan, derived when the setup is built, is still charged to GNet-T's pipeline: compose_s =
     setup.plan_s + the composition."""
     import dataclasses
 
@@ -96,6 +96,7 @@ def test_algorithm1_phase_list_and_the_plan_time_charged_to_compose():
     import jax.numpy as jnp
     import numpy as np
 
+    from dcnn_dd import plan_for
     from dcnn_dd.composition import compose
     from dcnn_dd.train import Config, build_setup
     from dcnn_dd.train.composed_training import PHASES, algorithm1_phases, compose_snets
@@ -104,12 +105,16 @@ def test_algorithm1_phase_list_and_the_plan_time_charged_to_compose():
                     model={"name": "plain", "features": [8, 8, 16, 16], "fc": [16]}, strategy="sequential")
     setup = build_setup(config)
     assert setup.plan.verification is not None and setup.plan.verification.exact and setup.plan_s > 0
-    phases = algorithm1_phases(setup)
+    phases = algorithm1_phases(setup, steps=object())  # a "steps" without a single step: none is used yet
     assert tuple(p.name for p in phases) == PHASES
-    shapes = jax.eval_shape(lambda: setup.sub.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 1))))
+    with pytest.raises(ValueError, match="without its plan"):
+        algorithm1_phases(dataclasses.replace(setup, plan=None))
+    sub_shape = (1, *setup.grid.sub_shape, setup.image_shape[-1])
+    shapes = jax.eval_shape(lambda: setup.sub.init(jax.random.PRNGKey(0), jnp.zeros(sub_shape)))
     rng = np.random.default_rng(0)  # K stacked sub-networks (random values: initialising them is slow)
     sub_vars = jax.tree.map(lambda s: rng.normal(size=(config.K, *s.shape)).astype(s.dtype), shapes)
     out = compose_snets(dataclasses.replace(setup, plan_s=100.0), {"snets": (sub_vars, None)})
     assert 100.0 < out["compose_s"] < 200.0
-    expected = jax.device_get(compose(setup.plan, sub_vars))
+    fresh = plan_for(setup.model, setup.sub, setup.grid, input_shape=(1, *setup.image_shape), verify=False)
+    expected = jax.device_get(compose(fresh, sub_vars))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out["variables"]), jax.tree.leaves(expected)))

@@ -97,7 +97,7 @@ def test_a_network_that_cannot_be_composed_fails_before_anything_trains(registry
     config = Config(dataset="fashion_mnist_idx", train_size=256, test_size=128, model={"name": "halfdivided"},
                     K=4, grid={"parts": 2, "size": 16}, batch_size=64, snet_epochs=1, gnet_t_epochs=0,
                     gnet_r_epochs=1, strategy="sequential")
-    config.validate()  # the configuration itself is fine: the sub-network builds
+    # the configuration itself is fine (a Config checks its fields when it is made: the sub-network builds)
     run_dir = tmp_path / "run"
     with pytest.raises(ValueError, match="cannot infer the rule"):
         run_algorithm1(config, run_dir, progress=False, log=lambda *a, **k: None)

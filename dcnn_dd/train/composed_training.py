@@ -4,7 +4,7 @@
     snet_init : the K sub-networks' initial variables (K independent keys)
     strategy  : how the K sub-networks run concurrently (``auto`` measures; :mod:`dcnn_dd.sharding`)
     snets     : K sub-networks, each on its own sub-images of the same samples, concurrently
-    plan      : the SNets composed by the setup's plan (2.11)-(2.14) -> GNet-T's initial parameters
+    composed  : the SNets composed by the setup's plan (2.11)-(2.14) -> GNet-T's initial parameters
     compose   : the SNets and the composed network on the test set; Theorem 2.1 and 2.2 checked
     gnet_t    : the composed global network fine-tuned (data-parallel)
 
@@ -40,7 +40,7 @@ from dcnn_dd.train.steps import (
     Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state,
 )
 
-PHASES = ("gnet_r", "snet_init", "strategy", "snets", "plan", "compose", "gnet_t")
+PHASES = ("gnet_r", "snet_init", "strategy", "snets", "composed", "compose", "gnet_t")
 
 
 def phase_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -52,10 +52,12 @@ def phase_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 def algorithm1_phases(setup: Setup, steps: Steps | None = None) -> list:
     """GNet-R, strategy, SNets, compose, GNet-T (:data:`PHASES`) for ``setup``: each entry one of
-    the phase functions below, bound to the setup and its steps (nothing is computed here).
+    the phase functions below, bound to the setup and its steps (no phase runs here).
     ``steps``: the compiled steps GNet-R's pipeline and the SNets share (default: new ones);
     GNet-T compiles its own, so each pipeline of the time-to-accuracy comparison pays its
     compilation."""
+    if setup.plan is None:
+        raise ValueError("the setup was built without its plan (build_setup(..., plan=False)): Algorithm 1 composes")
     k_r, k_s = phase_keys(setup.config.seed)
     steps = Steps(setup) if steps is None else steps
     steps_t = Steps(setup)
@@ -64,7 +66,7 @@ def algorithm1_phases(setup: Setup, steps: Steps | None = None) -> list:
         Compute("snet_init", partial(snet_init, setup, k_s)),
         Compute("strategy", partial(select_strategy, setup, steps), cache=True, describe=strategy_line),
         Deferred("snets", partial(snets_phase, setup, steps)),
-        Compute("plan", partial(compose_snets, setup)),
+        Compute("composed", partial(compose_snets, setup)),
         Compute("compose", partial(theorem_check, setup, steps, steps_t), cache=True, record=True,
                 describe=compose_line),
         Deferred("gnet_t", partial(gnet_t_phase, setup, steps_t)),
@@ -135,12 +137,12 @@ def theorem_check(setup: Setup, steps: Steps, steps_t: Steps, results: dict) -> 
     strategy = results["strategy"]["strategy"]
     trained = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
     s_out = steps.subnet_evaluator(strategy, with_logits=True)(trained)
-    gvars = sharding.put_global(results["plan"]["variables"], sharding.replicated(setup.data_mesh))
+    gvars = sharding.put_global(results["composed"]["variables"], sharding.replicated(setup.data_mesh))
     t0 = time.perf_counter()
     g_out = steps_t.global_evaluator(with_logits=True)(gvars)
     t_eval = time.perf_counter() - t0
     sub_logits, g_logits = s_out["logits"], g_out["logits"]
-    return {"phase": "compose", "compose_s": results["plan"]["compose_s"], "eval_s": t_eval,
+    return {"phase": "compose", "compose_s": results["composed"]["compose_s"], "eval_s": t_eval,
             "snet_acc": [float(a) for a in s_out["acc"]],
             "snet_top5": [float(a) for a in s_out["top5"]],
             "gnet_t_init_acc": float(g_out["acc"]), "gnet_t_init_top5": float(g_out["top5"]),
@@ -156,7 +158,7 @@ def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
     c = setup.config
 
     def init(r):
-        global_vars, trained_opt = r["plan"]["variables"], r["snets"][1]
+        global_vars, trained_opt = r["composed"]["variables"], r["snets"][1]
         opt = None
         if trained_opt is not None:
             opt = jax.device_get(compose_opt_state(setup.plan, trained_opt, global_vars["params"]))
@@ -187,9 +189,9 @@ def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: 
     c = config
     if setup is not None and setup.config != c:
         raise ValueError("run_algorithm1(config, setup=...): the setup was built for another configuration")
-    # the checks, data, models, grid, plan and meshes first: a configuration that cannot run leaves no run directory
+    # meshes, data, models, grid and the checked plan first: a configuration that cannot run leaves no run directory
     setup = setup or build_setup(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
-    phases = algorithm1_phases(setup, steps)  # the steps (built, not compiled) and the phase list
+    phases = algorithm1_phases(setup, steps)  # the phase list (nothing runs or compiles yet)
     rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)

@@ -35,7 +35,8 @@ class Setup:
 
     ``model``: the global network (GNet); ``sub``: the sub-network (``model.subnet(K)``);
     ``plan``: how K trained ``sub`` compose into ``model`` ((2.11)-(2.14), checked layer by
-    layer: :func:`~dcnn_dd.verify.plan_for`), derived in ``plan_s`` seconds;
+    layer: :func:`~dcnn_dd.verify.plan_for`), derived in ``plan_s`` seconds (None for a setup
+    built with ``plan=False``);
     ``data_mesh``: the global phases' data-parallel mesh; ``subnet_mesh``: the sub-network
     phase's mesh for ``shard_map``; ``eval_batch``: the evaluation batch, a multiple of the data
     mesh's devices; ``mean``: the training set's channel mean (the input normalisation)."""
@@ -50,7 +51,7 @@ class Setup:
     sub: object
     grid: Grid
     tx: object
-    plan: Plan
+    plan: Plan | None
     plan_s: float
     data_mesh: jax.sharding.Mesh
     subnet_mesh: jax.sharding.Mesh
@@ -81,12 +82,14 @@ class Setup:
         return jax.tree.map(lambda *xs: np.stack(xs), *[jax.device_get(init_variables(self.sub, k, shape)) for k in keys])
 
 
-def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: int | None = None) -> Setup:
-    """Check ``config``, make its device meshes, load its data, build its models and grid, and
-    derive and check the plan that composes them, in that order.  Every check that can fail does so here,
-    before anything is trained or written (a network that cannot be composed included)."""
-    c = config
-    c.validate()
+def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: int | None = None,
+                plan: bool = True) -> Setup:
+    """Make ``config``'s device meshes, load its data, build its models and grid, and derive and
+    check the plan that composes them, in that order.  Every check that can fail does so here,
+    before anything is trained or written (a network that cannot be composed included).
+    ``plan=False``: no plan (``setup.plan`` None), for a setup that only times or trains the
+    networks and never composes them (:mod:`~dcnn_dd.train.timing`)."""
+    c = config  # a Config checks its fields when it is made
     if c.augment not in aug.PRESETS:
         raise ValueError(f"augment={c.augment!r}: choose one of {sorted(aug.PRESETS)}")
     # ---- meshes (an invalid num_devices or batch size fails before the data is loaded)
@@ -112,10 +115,10 @@ def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: i
     sub = model.subnet(c.K)
     # ---- the plan (2.11)-(2.14), checked; its time is charged to GNet-T's pipeline (compose_s)
     t0 = time.perf_counter()
-    plan = plan_for(model, sub, grid, input_shape=(1, *image_shape))
-    plan_s = time.perf_counter() - t0
+    checked = plan_for(model, sub, grid, input_shape=(1, *image_shape)) if plan else None
+    plan_s = time.perf_counter() - t0 if plan else 0.0
     n = data_mesh.devices.size
     return Setup(config=c, train_source=train_source, test_source=test_source, image_shape=image_shape, mean=mean,
-                 augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=default_tx(), plan=plan,
+                 augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=default_tx(), plan=checked,
                  plan_s=plan_s, data_mesh=data_mesh, subnet_mesh=subnet_mesh,
                  eval_batch=-(-c.eval_batch_size // n) * n)

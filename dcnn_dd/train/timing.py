@@ -76,7 +76,7 @@ def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 
         raise ValueError(f"which={which!r}: choose 'global' or 'subnets'")
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps={steps} must be >= 1 and warmup={warmup} >= 0")
-    su = setup or build_setup(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    su = setup or build_setup(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices, plan=False)
     c = su.config
     n = len(su.train_source)
     per_epoch = pipeline.steps_per_epoch(n, c.batch_size)

@@ -46,7 +46,6 @@ def run(args) -> dict:
 
     from dcnn_dd import sharding
     from dcnn_dd.composition import compose
-    from dcnn_dd.verify import plan_for
     from dcnn_dd.fields import total_stride
     from dcnn_dd.grid import decompose_input
     from dcnn_dd.train.composed_training import phase_keys
@@ -63,7 +62,7 @@ def run(args) -> dict:
     setup = build_setup(c, data_path=args.data, data_dir=args.data_dir, num_devices=args.num_devices)
     k_r, _ = phase_keys(c.seed)  # GNet-R's initial variables, as Algorithm 1 draws them
     snets = _load(run_dir, "snets")
-    plan = plan_for(setup.model, setup.sub, setup.grid, input_shape=(1, *setup.image_shape))
+    plan = setup.plan  # derived and checked when the setup was built
     nets = {
         "GNet-T": jax.device_get(jax.jit(lambda s: compose(plan, s))(snets)),
         "GNet-T-trained": _load(run_dir, "gnet_t"),
