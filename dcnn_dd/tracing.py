@@ -50,11 +50,7 @@ def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tupl
             prim = eqn.primitive.name
             ins = eqn.invars
             if prim in passthrough and len(ins) == 1:
-                for o in eqn.outvars:
-                    if is_jaxpr_var(ins[0]) and ins[0] in leaf_of:
-                        leaf_of[o] = leaf_of[ins[0]]
-                    if is_jaxpr_var(ins[0]) and ins[0] in flat_of:
-                        flat_of[o] = flat_of[ins[0]]
+                _carry(((ins[0], o) for o in eqn.outvars), [(leaf_of, leaf_of), (flat_of, flat_of)])
             elif prim == "reshape":
                 src = ins[0]
                 shp = tuple(src.aval.shape)
@@ -69,11 +65,7 @@ def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tupl
             sub = call_jaxpr(eqn)
             if sub is not None:
                 inner_leaf, inner_flat = {}, {}
-                for outer, inner in zip(ins, sub.invars):
-                    if is_jaxpr_var(outer) and outer in leaf_of:
-                        inner_leaf[inner] = leaf_of[outer]
-                    if is_jaxpr_var(outer) and outer in flat_of:
-                        inner_flat[inner] = flat_of[outer]
+                _carry(zip(ins, sub.invars), [(leaf_of, inner_leaf), (flat_of, inner_flat)])
                 walk(sub, inner_leaf, inner_flat)
 
     walk(jaxpr, {v: names[i] for i, v in enumerate(jaxpr.invars[:n])}, {})
@@ -83,6 +75,17 @@ def trace_flatten_shapes(apply_fn: Callable, variables, *args) -> dict[str, tupl
 def is_jaxpr_var(v) -> bool:
     """Whether a jaxpr equation operand is a variable (not a literal)."""
     return hasattr(v, "aval") and not hasattr(v, "val")
+
+
+def _carry(pairs, maps) -> None:
+    """What the walks over a jaxpr track, carried across equations: for each ``(src, dst)`` pair of
+    variables (a literal ``src`` is skipped), ``to[dst] = frm[src]`` for every ``(frm, to)`` of
+    ``maps`` that tracks ``src`` (into a call's inner jaxpr, out of it, through a pass-through op)."""
+    for src, dst in pairs:
+        if is_jaxpr_var(src):
+            for frm, to in maps:
+                if src in frm:
+                    to[dst] = frm[src]
 
 
 def call_jaxpr(eqn):
@@ -133,21 +136,9 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
             sub = call_jaxpr(eqn)
             if sub is not None:
                 inner_state, inner_flat, inner_leaf = {}, {}, {}
-                for outer, inner in zip(eqn.invars, sub.invars):
-                    if is_jaxpr_var(outer):
-                        if outer in state:
-                            inner_state[inner] = state[outer]
-                        if outer in flat_of:
-                            inner_flat[inner] = flat_of[outer]
-                        if outer in leaf_of:
-                            inner_leaf[inner] = leaf_of[outer]
+                _carry(zip(eqn.invars, sub.invars), [(state, inner_state), (flat_of, inner_flat), (leaf_of, inner_leaf)])
                 walk(sub, inner_state, inner_flat, inner_leaf)
-                for inner, outer in zip(sub.outvars, eqn.outvars):
-                    if is_jaxpr_var(inner):
-                        if inner in inner_state:
-                            state[outer] = inner_state[inner]
-                        if inner in inner_flat:
-                            flat_of[outer] = inner_flat[inner]
+                _carry(zip(sub.outvars, eqn.outvars), [(inner_state, state), (inner_flat, flat_of)])
                 continue
             if prim == "dot_general":
                 a, b = eqn.invars

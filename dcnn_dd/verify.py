@@ -297,8 +297,8 @@ def _compare(G, subs, grid, K, origins_fn, head_mode=None):  # noqa: N803
 def check_shapes(grid: Grid | None, K: int | None, input_shape, sub_input_shape=None):  # noqa: N803
     """(K, input_shape, sub_input_shape) of a composition, checked: K from the grid when not given,
     ``input_shape`` with its batch and channel axes and the grid's spatial shape, the sub-networks'
-    input shape (by default the grid's sub-images).  Shared by :func:`dcnn_dd.verify.plan_for` and
-    :func:`dcnn_dd.verify.check_composition`."""
+    input shape (by default the grid's sub-images).  Shared by :func:`plan_for` and
+    :func:`check_composition`."""
     if K is None:
         if grid is None:
             raise ValueError("give K= or grid=")

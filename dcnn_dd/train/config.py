@@ -241,6 +241,11 @@ def validate(c: Config) -> None:
         _check_int(c, name, 0)
     _check_int(c, "plateau_patience", 1, optional=True)
     _check_int(c, "seed", 0)
+    for name in ("snet_lr", "gnet_t_lr", "gnet_r_lr"):
+        try:
+            Piecewise.from_json(getattr(c, name))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
     if c.augment not in AUGMENT_NAMES:
         raise ValueError(f"augment={c.augment!r}: choose one of {list(AUGMENT_NAMES)}")
     from dcnn_dd.sharding import STRATEGIES
@@ -262,8 +267,3 @@ def validate(c: Config) -> None:
         model.subnet(c.K)
     except (ValueError, TypeError) as e:
         raise ValueError(f"model {c.model}: its sub-network for K={c.K}: {e}") from None
-    for name in ("snet_lr", "gnet_t_lr", "gnet_r_lr"):
-        try:
-            Piecewise.from_json(getattr(c, name))
-        except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
