@@ -181,7 +181,7 @@ def test_array_source_take_subset():
     with pytest.raises(ValueError, match="subset"):
         src.subset(7)
     with pytest.raises(ValueError, match="uint8"):
-        sources.ArraySource(images.astype(np.float32), src.labels, 3, "toy")
+        sources.ArraySource(images.astype(np.int64), src.labels, 3, "toy")
     with pytest.raises(ValueError, match="outside"):
         sources.ArraySource(images, np.array([0, 1, 2, 3, 0, 0]), 3, "toy")
 
@@ -213,7 +213,7 @@ def test_load_dispatch_errors():
     assert isinstance(sources.load("digits", "test"), sources.ArraySource)
     with pytest.raises(ValueError, match="only supported for TFDS"):
         sources.load("digits", "train", image_size=(32, 32))
-    with pytest.raises(ValueError, match="not a TFDS dataset name"):
+    with pytest.raises(ValueError, match="neither registered .*digits.* nor a TFDS dataset name"):
         sources.load("no_such_dataset_xyz", "train")
     with pytest.raises(ValueError, match="splits 'train' and 'test'"):
         sources.load("fashion_mnist_idx", "validation")

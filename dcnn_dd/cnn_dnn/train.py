@@ -38,6 +38,7 @@ from dcnn_dd.cnn_dnn import aggregate
 from dcnn_dd.cnn_dnn.aggregate import DNN
 from dcnn_dd.cnn_dnn.model import CNNDNN, INNER, join
 from dcnn_dd.complexity import count_params
+from dcnn_dd.data.sources import content_fingerprint
 from dcnn_dd.train.checkpoint import RunDir, load_variables, write_json
 from dcnn_dd.train.composed_training import run_algorithm1
 from dcnn_dd.train.config import Config
@@ -90,7 +91,11 @@ class CNNDNNConfig:
 
 class FeatureSource:
     """In-memory (N, K, classes) float32 local probabilities with labels: a data source for the
-    engine's pipeline (``take``, ``image_shape``), so the DNN phase uses :func:`run_phase` too."""
+    engine's pipeline (``take``, ``image_shape``, ``fingerprint``; see :mod:`dcnn_dd.data.sources`),
+    so the DNN phase uses :func:`run_phase` too."""
+
+    target_shape = ()  # integer class labels
+    pixel_scale = 1.0  # float features, not normalised
 
     def __init__(self, features, labels, num_classes: int, name: str = "features"):
         self.features = np.asarray(features, np.float32)
@@ -110,6 +115,13 @@ class FeatureSource:
     def take(self, indices):
         idx = np.asarray(indices)
         return self.features[idx], self.labels[idx]
+
+    def subset(self, n_or_indices) -> FeatureSource:
+        idx = np.arange(n_or_indices) if isinstance(n_or_indices, (int, np.integer)) else np.asarray(n_or_indices)
+        return FeatureSource(self.features[idx], self.labels[idx], self.num_classes, self.name)
+
+    def fingerprint(self) -> str:
+        return content_fingerprint(self.features, self.labels, meta=(self.num_classes,))
 
 
 def softmax(logits) -> np.ndarray:
@@ -191,8 +203,8 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
     coh_step = global_train_step(setup, coh)
     coh_eval = data_parallel_eval_step(coh, setup.data_mesh, setup.prep)
 
-    def coh_evaluate(variables):
-        return evaluate(coh_eval, variables, setup.test_source, setup.eval_batch, bsh)
+    def coh_evaluate(variables):  # the validation set, as every per-epoch evaluation (the test set by default)
+        return evaluate(coh_eval, variables, setup.val_source, setup.eval_batch, bsh)
 
     def transfer_vars(results):  # the trained local CNNs and DNN, as the coherent model's variables
         return join(local_vars, results["dnn_variables"])

@@ -1,8 +1,9 @@
 """On-device preprocessing: normalisation and random augmentation, pure and jit-able.
 
-The training step receives uint8 images and their dataset indices and calls
-:func:`preprocess` inside ``jax.jit``, so the host only gathers and transfers bytes and the
-input pipeline does not bottleneck training (``benchmarks/input_pipeline.py`` measures it).
+The training step receives the images as the source holds them (uint8, or float) and their
+dataset indices and calls :func:`preprocess` inside ``jax.jit``, so the host only gathers and
+transfers bytes and the input pipeline does not bottleneck training
+(``benchmarks/input_pipeline.py`` measures it).
 
 Determinism.  Every sample gets its own PRNG key,
 ``fold_in(fold_in(PRNGKey(seed), epoch), sample_id)`` (:func:`sample_keys`), and the batch is
@@ -91,10 +92,11 @@ PRESETS = {"none": NONE, "cifar": CIFAR, "food101": FOOD101, "fashion": FASHION}
 
 
 # ---------------------------------------------------------------------------- normalisation
-def normalize(images, mean):
-    """uint8 images (..., C) -> float32 ``x / 255 - mean`` (mean per channel, in [0, 1] units, from
-    :func:`dcnn_dd.data.sources.channel_mean`): zero-mean inputs, as in Section 3."""
-    return jnp.asarray(images, jnp.float32) / 255.0 - jnp.asarray(mean, jnp.float32)
+def normalize(images, mean, pixel_scale: float = 255.0):
+    """Images (..., C) -> float32 ``x / pixel_scale - mean`` (mean per channel, in the same units,
+    from :func:`dcnn_dd.data.sources.channel_mean`): zero-mean inputs, as in Section 3.
+    ``pixel_scale``: the source's, 255.0 for uint8 images (0..255 -> [0, 1]), 1.0 for float images."""
+    return jnp.asarray(images, jnp.float32) / pixel_scale - jnp.asarray(mean, jnp.float32)
 
 
 # ---------------------------------------------------------------------------- keys and parameters
@@ -182,10 +184,11 @@ def augment_batch(keys, images, cfg: Augment):
     return jax.vmap(lambda k, x: augment_image(k, x, cfg))(keys, images)
 
 
-def preprocess(images, sample_ids, *, seed, epoch, mean, cfg: Augment, train: bool):
-    """uint8 (B, H, W, C) -> float32: :func:`normalize`, then (``train`` only) :func:`augment_batch`
-    with the keys of (seed, epoch, sample_ids).  Decompose into sub-images *after* this."""
-    x = normalize(images, mean)
+def preprocess(images, sample_ids, *, seed, epoch, mean, cfg: Augment, train: bool, pixel_scale: float = 255.0):
+    """uint8 or float (B, H, W, C) -> float32: :func:`normalize` (by ``pixel_scale``, the source's),
+    then (``train`` only) :func:`augment_batch` with the keys of (seed, epoch, sample_ids).
+    Decompose into sub-images *after* this."""
+    x = normalize(images, mean, pixel_scale)
     if train and not cfg.is_identity:
         x = augment_batch(sample_keys(seed, epoch, sample_ids), x, cfg)
     return x

@@ -3,8 +3,9 @@
 * :func:`epoch_order` - the dataset indices of every batch of an epoch, a pure function of
   (seed, epoch): every process of a multi-process run computes the same order, and a run
   resumed at step s of an epoch continues with exactly the batches it would have seen.
-* :func:`device_put_batch` - gathers the rows of one batch and puts them on the devices as uint8
-  (normalisation and augmentation happen on the device, :mod:`dcnn_dd.data.augment`).  With a
+* :func:`device_put_batch` - gathers the rows of one batch and puts them on the devices as the
+  source holds them, uint8 or float32 (normalisation and augmentation happen on the device,
+  :mod:`dcnn_dd.data.augment`).  With a
   ``jax.sharding.Sharding`` it builds global arrays with ``jax.make_array_from_callback``, each
   process loading only the rows of its own devices.
 * :func:`batches` / :func:`evaluate_batches` - the training and evaluation iterators, with a
@@ -156,7 +157,9 @@ def prefetch(iterable, size: int = 2):
 
 # ---------------------------------------------------------------------------- transfer
 def device_put_batch(source, indices, sharding=None, extras: dict | None = None):
-    """(images uint8, labels int32, indices int32) of the samples ``indices`` as jax arrays.
+    """(images, targets, indices int32) of the samples ``indices`` as jax arrays: images and
+    targets as the source's ``take`` gives them (uint8 or float32 images; int32 labels or float32
+    targets of the source's ``target_shape``).
 
     ``sharding``: a ``jax.sharding.Sharding`` for the batch (applied to all three arrays; a
     ``NamedSharding(mesh, P('data'))`` splits the leading axis); each local device's rows are
@@ -186,10 +189,11 @@ def device_put_batch(source, indices, sharding=None, extras: dict | None = None)
             cache[key] = source.take(indices[index0])
         return cache[key]
 
-    image_shape = tuple(source.image_shape)
+    image_shape, target_shape = tuple(source.image_shape), tuple(getattr(source, "target_shape", ()))
     out = [
         jax.make_array_from_callback((b, *image_shape), sharding, lambda idx: rows(idx[0])[0][(slice(None), *idx[1:])]),
-        jax.make_array_from_callback((b,), sharding, lambda idx: rows(idx[0])[1]),
+        jax.make_array_from_callback((b, *target_shape), sharding,
+                                     lambda idx: rows(idx[0])[1][(slice(None), *idx[1:])]),
         jax.make_array_from_callback((b,), sharding, lambda idx: indices[idx[0]].astype(np.int32)),
     ]
     for v in extras.values():

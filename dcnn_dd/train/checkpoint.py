@@ -3,6 +3,7 @@
 Layout of a run directory::
 
     <run_dir>/config.json          the run's configuration; a re-run must match it
+    <run_dir>/data.json            the data's record and fingerprints; a re-run must match them
     <run_dir>/ckpt/<phase>/<step>/ orbax checkpoints: the state and a JSON ``meta`` record
     <run_dir>/metrics.jsonl        one line per epoch and phase
     <run_dir>/summary.json, *.png  written at the end
@@ -37,6 +38,10 @@ class CheckpointMismatchError(CheckpointError):
 
 class ConfigMismatchError(ValueError):
     """The run directory holds a run with another configuration."""
+
+
+class DataMismatchError(ConfigMismatchError):
+    """The run directory holds a run on other data (other fingerprints)."""
 
 
 def write_text_atomic(path, text: str) -> None:
@@ -90,7 +95,28 @@ def _normalise(config: dict) -> dict:
 # what a run writes besides its checkpoints; --restart removes all of it (a stale compose.json
 # or strategy.json would otherwise be reused by the new run)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "compose.json", "strategy.json", "accuracy.png",
-             "phase_times.png")
+             "phase_times.png", "data.json", "gnet_r_test.json", "snets_test.json", "gnet_t_test.json")
+
+
+def check_data(run_dir, record: dict) -> None:
+    """Bind a run directory to its data: write ``record`` (``{split: {..., "fingerprint": ...}}``,
+    :meth:`~dcnn_dd.train.setup.Setup.data_record`) as ``<run_dir>/data.json`` (process 0) where
+    none is, else compare the fingerprints of every split with the recorded ones: other data is a
+    one-line :class:`DataMismatchError` naming both fingerprints and the fixes.  (A run directory
+    written before data were recorded gets its record now.)"""
+    path = Path(run_dir) / "data.json"
+    if path.exists():
+        old = read_json(path, "delete it (the run's data are then recorded anew) or pass --restart")
+        splits = [k for k, v in {**old, **record}.items() if isinstance(v, dict) and "fingerprint" in v]
+        changed = [f"{k} {old.get(k, {}).get('fingerprint')} there, {record.get(k, {}).get('fingerprint')} now"
+                   for k in splits if old.get(k, {}).get("fingerprint") != record.get(k, {}).get("fingerprint")]
+        if changed:
+            raise DataMismatchError(
+                f"run directory {Path(run_dir)} holds a run on other data, the data changed (fingerprints: "
+                + "; ".join(changed) + "): resume with the same data, choose another run directory, or pass "
+                "--restart (restart=True) to discard its checkpoints")
+    elif jax.process_index() == 0:
+        write_json(path, record, sort_keys=True)
 
 
 class RunDir:

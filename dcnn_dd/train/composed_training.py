@@ -5,8 +5,15 @@
     strategy  : how the K sub-networks run concurrently (``auto`` measures; :mod:`dcnn_dd.sharding`)
     snets     : K sub-networks, each on its own sub-images of the same samples, concurrently
     composed  : the SNets composed by the setup's plan (2.11)-(2.14) -> GNet-T's initial parameters
-    compose   : the SNets and the composed network on the test set; Theorem 2.1 and 2.2 checked
+    compose   : the SNets and the composed network on the validation set; Theorem 2.1 and 2.2 checked
     gnet_t    : the composed global network fine-tuned (data-parallel)
+
+Validation (the per-epoch evaluation: plateau rule, GNet-T's stopping rule, time-to-target, and
+the ``compose`` check) is ``setup.val_source``: the test set (the paper's protocol) unless a
+validation split is held out (``Config.val_fraction``) or given (``val=``).  Then each trained
+network is also evaluated once on the test set after its phase, outside the timed epochs
+(``gnet_r_test``, ``snets_test``, ``gnet_t_test``: cached, recorded, and in the summary as
+``gnet_r_test_acc``, ``snet_test_acc``, ``gnet_t_test_acc``, ...).
 
 :func:`algorithm1_phases` builds the list from a :class:`~.setup.Setup` (which holds the data,
 the models and the checked plan); each entry is one of the functions below, in the order of the
@@ -20,6 +27,7 @@ parameters replicated).  Multi-process runs call ``jax.distributed.initialize`` 
 from __future__ import annotations
 
 import time
+import types
 from functools import partial
 
 import jax
@@ -29,7 +37,7 @@ from dcnn_dd import sharding
 from dcnn_dd.composition import compose
 from dcnn_dd.theorems import logit_sum_gap, theorem_2_2
 from dcnn_dd.train import plots
-from dcnn_dd.train.checkpoint import RunDir, write_json
+from dcnn_dd.train.checkpoint import RunDir, check_data, write_json
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import TrainData
 from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
@@ -61,15 +69,25 @@ def algorithm1_phases(setup: Setup, steps: Steps | None = None) -> list:
     k_r, k_s = phase_keys(setup.config.seed)
     steps = Steps(setup) if steps is None else steps
     steps_t = Steps(setup)
+
+    def tested(phase: str, steps_: Steps) -> list:  # its test-set evaluation, where validation is not the test set
+        if not setup.held_out or (phase == "gnet_r" and setup.config.gnet_r_epochs <= 0):
+            return []
+        return [Compute(f"{phase}_test", partial(final_test, setup, steps_, phase), cache=True, record=True,
+                        describe=test_line)]
+
     return [
         Deferred("gnet_r", partial(gnet_r_phase, setup, steps, k_r)),
+        *tested("gnet_r", steps),
         Compute("snet_init", partial(snet_init, setup, k_s)),
         Compute("strategy", partial(select_strategy, setup, steps), cache=True, describe=strategy_line),
         Deferred("snets", partial(snets_phase, setup, steps)),
+        *tested("snets", steps),
         Compute("composed", partial(compose_snets, setup)),
         Compute("compose", partial(theorem_check, setup, steps, steps_t), cache=True, record=True,
                 describe=compose_line),
         Deferred("gnet_t", partial(gnet_t_phase, setup, steps_t)),
+        *tested("gnet_t", steps_t),
     ]
 
 
@@ -87,7 +105,12 @@ def gnet_r_phase(setup: Setup, steps: Steps, key, results: dict) -> Train:
     return Train("gnet_r", c.gnet_r_epochs, Piecewise.from_json(c.gnet_r_lr), steps.global_train(),
                  epoch_metrics(steps.global_evaluator()), global_data(setup),
                  init=lambda r: global_state(setup, setup.global_init(key)), plateau_patience=c.plateau_patience,
-                 optional=True)
+                 optional=True, keep=host_variables if setup.held_out else None)
+
+
+def host_variables(state) -> dict:
+    """A trained network's variables on the host (what its test-set evaluation reads)."""
+    return sharding.to_host(state.variables)
 
 
 def snet_init(setup: Setup, key, results: dict) -> dict:
@@ -131,9 +154,10 @@ def compose_snets(setup: Setup, results: dict) -> dict:
 
 
 def theorem_check(setup: Setup, steps: Steps, steps_t: Steps, results: dict) -> dict:
-    """The SNets and the composed network on the test set: Theorem 2.1 (the composed logits are the
-    sum of the sub-networks', (2.16)) and Theorem 2.2.  GNet-T's evaluation before fine-tuning
-    (with its own compiled step, ``steps_t``) is timed (``eval_s``) and charged to its pipeline."""
+    """The SNets and the composed network on the validation set (the test set unless one is held
+    out): Theorem 2.1 (the composed logits are the sum of the sub-networks', (2.16)) and Theorem
+    2.2.  GNet-T's evaluation before fine-tuning (with its own compiled step, ``steps_t``) is timed
+    (``eval_s``) and charged to its pipeline."""
     strategy = results["strategy"]["strategy"]
     trained = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
     s_out = steps.subnet_evaluator(strategy, with_logits=True)(trained)
@@ -166,7 +190,28 @@ def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
 
     return Train("gnet_t", c.gnet_t_epochs, Piecewise.from_json(c.gnet_t_lr), steps_t.global_train(),
                  epoch_metrics(steps_t.global_evaluator()), global_data(setup), init=init,
-                 plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs, until=reach_gnet_r)
+                 plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs, until=reach_gnet_r,
+                 keep=host_variables if setup.held_out else None)
+
+
+def final_test(setup: Setup, steps: Steps, phase: str, results: dict) -> dict:
+    """A trained network (``phase``: ``gnet_r``, ``snets`` or ``gnet_t``) on the test set, once,
+    after its phase and outside its timed epochs: the metrics of its per-epoch evaluation, named
+    ``test_*`` instead of ``val_*`` (per sub-network for ``snets``).  Only where validation is not
+    the test set (``setup.held_out``); otherwise its last validation is this."""
+    if phase == "snets":
+        strategy = results["strategy"]["strategy"]
+        variables = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
+        evaluator = steps.subnet_evaluator(strategy, source=setup.test_source)
+    else:
+        variables = sharding.put_global(results[phase], sharding.replicated(setup.data_mesh))
+        evaluator = steps.global_evaluator(source=setup.test_source)
+    metrics = epoch_metrics(evaluator)(types.SimpleNamespace(variables=variables))
+    record = {"phase": f"{phase}_test"}
+    for k, v in metrics.items():
+        v = [float(x) for x in v]
+        record["test_" + k.removeprefix("val_")] = v if phase == "snets" else v[0]
+    return record
 
 
 def reach_gnet_r(results: dict):
@@ -178,30 +223,39 @@ def reach_gnet_r(results: dict):
     return lambda h: any(r["val_acc"] >= target for r in h)
 
 
-def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: bool = True, data_path=None,
-                   data_dir=None, num_devices: int | None = None, log=print, setup: Setup | None = None,
-                   steps: Steps | None = None) -> dict:
+def run_algorithm1(config: Config, run_dir, *, train=None, test=None, val=None, restart: bool = False,
+                   progress: bool = True, data_path=None, data_dir=None, num_devices: int | None = None, log=print,
+                   setup: Setup | None = None, steps: Steps | None = None) -> dict:
     """Run (or resume) Algorithm 1 and the GNet-R baseline; returns the summary (also written to
-    ``<run_dir>/summary.json``, with ``metrics.jsonl`` and the PNG plots).  ``setup`` (and
-    ``steps``): a :class:`~.setup.Setup` of this configuration to reuse (its data, and its
-    compiled steps), e.g. by a caller that trains more phases on the same data afterwards
-    (:mod:`dcnn_dd.cnn_dnn`)."""
+    ``<run_dir>/summary.json``, with ``metrics.jsonl`` and the PNG plots).  ``train``, ``test``
+    (together) and ``val``: data sources of your own (:func:`dcnn_dd.data.from_arrays`,
+    :func:`~dcnn_dd.data.image_folder`, :func:`~dcnn_dd.data.tfds_source`; ``config.dataset`` is
+    then a label), see :func:`~.setup.load_data`.  The run directory records the data's
+    fingerprints (``data.json``); resuming on other data is refused.  ``setup`` (and ``steps``): a
+    :class:`~.setup.Setup` of this configuration to reuse (its data, and its compiled steps),
+    e.g. by a caller that trains more phases on the same data afterwards (:mod:`dcnn_dd.cnn_dnn`)."""
     c = config
     if setup is not None and setup.config != c:
         raise ValueError("run_algorithm1(config, setup=...): the setup was built for another configuration")
+    if setup is not None and any(d is not None for d in (train, test, val)):
+        raise ValueError("run_algorithm1: pass the data either in setup= or as train=/test=/val=, not both")
     # meshes, data, models, grid and the checked plan first: a configuration that cannot run leaves no run directory
-    setup = setup or build_setup(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    setup = setup or build_setup(c, train=train, test=test, val=val, data_path=data_path, data_dir=data_dir,
+                                 num_devices=num_devices)
     phases = algorithm1_phases(setup, steps)  # the phase list (nothing runs or compiles yet)
+    data = setup.data_record()  # the data's fingerprints
     rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
+    check_data(rd.path, data)  # a resume on other data is refused
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
     gdp = f"{setup.data_mesh.devices.size} device(s), {jax.process_count()} process(es)"
-    log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(setup.train_source)} train / {len(setup.test_source)} test, "
+    n_val = f" / {len(setup.val_source)} validation" if setup.held_out else ""
+    log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(setup.train_source)} train{n_val} / {len(setup.test_source)} test, "
         f"{setup.image_shape}), K={c.K}, grid {setup.grid}, data-parallel on {gdp}, backend {jax.default_backend()}")
 
     results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
 
-    summary = summarize(c, histories, {"strategy": results["strategy"]})
+    summary = summarize(c, histories, {"strategy": results["strategy"], "held_out": setup.held_out})
     if main:
         log(summary_table(summary))
         write_json(rd.path / "summary.json", summary)
@@ -219,6 +273,34 @@ def compose_line(comp: dict) -> str:
     return (f"composed: GNet-T before fine-tuning {comp['gnet_t_init_acc']:.4f} (sub-networks "
             + ", ".join(f"{a:.4f}" for a in comp["snet_acc"])
             + f"); Theorem 2.1 max |global - sum of sub logits| = {comp['theorem_2_1_max_abs_diff']:.2e}")
+
+
+def test_line(record: dict) -> str:
+    return f"{record['phase'].removesuffix('_test')} on the test set: " + ", ".join(
+        f"{k.removeprefix('test_')} " + (" ".join(f"{x:.4f}" for x in v) if isinstance(v, list) else f"{v:.4f}")
+        for k, v in record.items() if k.startswith("test_"))
+
+
+def test_results(histories: dict, held_out: bool) -> dict:
+    """The trained networks on the test set, as summary entries ``snet_test_<metric>`` (per
+    sub-network), ``gnet_r_test_<metric>``, ``gnet_t_test_<metric>`` (``acc``, ``top5``, ...):
+    with a held-out validation split, their ``*_test`` records; without, their last validation
+    (which is the test set), the same numbers as the other entries.  None for GNet-R without
+    epochs."""
+    comp = histories["compose"][0]
+    out = {}
+    for net, phase in (("snet", "snets"), ("gnet_r", "gnet_r"), ("gnet_t", "gnet_t")):
+        if held_out:
+            rec, prefix = (histories.get(f"{phase}_test") or [{}])[0], "test_"
+        else:
+            rec, prefix = (histories.get(phase) or [{}])[-1], "val_"
+        metrics = {k.removeprefix(prefix): v for k, v in rec.items() if k.startswith(prefix)}
+        if not metrics and phase != "gnet_r":  # no epochs: the network as composed / as initialised in compose
+            key = "snet" if phase == "snets" else "gnet_t_init"
+            metrics = {k.removeprefix(key + "_"): v for k, v in comp.items() if k in (f"{key}_acc", f"{key}_top5")}
+        out.update({f"{net}_test_{m}": v for m, v in metrics.items()})
+        out.setdefault(f"{net}_test_acc", None)
+    return out
 
 
 def summarize(c: Config, histories: dict, extra: dict) -> dict:
@@ -250,6 +332,9 @@ def summarize(c: Config, histories: dict, extra: dict) -> dict:
         "processes": jax.process_count(),
     }
     out.update(time_to_target(comp, snets, gt, gr, (extra.get("strategy") or {}).get("selection_s", 0.0)))
+    held_out = bool(extra.get("held_out"))
+    out["validation"] = "held_out" if held_out else "test"
+    out.update(test_results(histories, held_out))
     return out
 
 
@@ -289,8 +374,9 @@ def summary_table(s: dict) -> str:
             return " ".join(fmt.format(x) for x in v)
         return fmt.format(v)
 
+    held_out = s.get("validation") == "held_out"
     rows = [
-        ("SNet-1..K test accuracy", f(s["snet_acc"])),
+        (f"SNet-1..K {'validation' if held_out else 'test'} accuracy", f(s["snet_acc"])),
         ("GNet-T before fine-tuning", f(s["gnet_t_init_acc"])),
         ("Theorem 2.1 max |diff|", f(s["theorem_2_1_max_abs_diff"], "{:.2e}")),
         (f"GNet-T trained ({s['epochs']['snets']}+{s['epochs']['gnet_t']} epochs)", f(s["gnet_t_trained_acc"])),
@@ -304,5 +390,9 @@ def summary_table(s: dict) -> str:
         ("GNet-R to its own final accuracy [s]", f(s.get("gnet_r_first_hit_s"), "{:.1f}")),
         ("ratio (GNet-T pipeline / GNet-R)", f(s.get("payoff_ratio"), "{:.2f}")),
     ]
+    if held_out:  # the validation numbers above drove the rules; the test set, once per trained network
+        rows += [("SNet-1..K on the test set", f(s.get("snet_test_acc"))),
+                 ("GNet-T (final) on the test set", f(s.get("gnet_t_test_acc"))),
+                 ("GNet-R (final) on the test set", f(s.get("gnet_r_test_acc")))]
     w = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)

@@ -40,11 +40,19 @@ class Config:
     (beyond the paper; default: a fresh optimiser, as in the paper).  Regional pooling for GAP
     networks is a model option: ``model={"name": "cifar_resnet", ..., "pooling": "regional"}``
     (:mod:`dcnn_dd.models.pooling`).
-    Validation is the test split, as in the paper (Section 3: "10k validation images")."""
+    Validation is the test split, as in the paper (Section 3: "10k validation images"), unless
+    ``val_fraction`` > 0: then that fraction of the (``train_size``-cut) training data, chosen by a
+    permutation seeded with ``val_seed`` (independent of ``seed``, so that seeds compare on one
+    split), is held out; it drives the plateau rule, GNet-T's stopping rule and the
+    time-to-target, and the test split is evaluated once per trained network, after its phase.
+    ``dataset``: a built-in name or one registered with :func:`dcnn_dd.data.register_dataset`;
+    when sources are passed to :func:`~dcnn_dd.train.run_algorithm1`, only a label."""
 
     dataset: str = "fashion_mnist_idx"
     train_size: int | None = None  # first n training samples (None: all)
     test_size: int | None = None
+    val_fraction: float = 0.0  # held-out validation share of the training data (0: the test split validates)
+    val_seed: int = 0  # the permutation that holds it out
     image_size: tuple[int, int] | None = None  # resize (TFDS datasets with variable-size images)
     model: dict = dataclasses.field(default_factory=lambda: {"name": "plain"})
     K: int = 4  # noqa: N815
@@ -231,6 +239,11 @@ def validate(c: Config) -> None:
         raise ValueError(f"dataset={c.dataset!r}: give a dataset name")
     _check_int(c, "train_size", 1, optional=True)
     _check_int(c, "test_size", 1, optional=True)
+    f = c.val_fraction
+    if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 <= f < 1:
+        raise ValueError(f"val_fraction={f!r}: expected a number in [0, 1) (0: the test split validates, the paper's "
+                         "protocol)")
+    _check_int(c, "val_seed", 0)
     if c.image_size is not None and (len(c.image_size) != 2 or not all(_is_int(v) and v >= 1 for v in c.image_size)):
         raise ValueError(f"image_size={c.image_size!r}: expected None or (height, width), positive integers")
     _check_int(c, "K", 1)

@@ -25,8 +25,8 @@ from dcnn_dd.train.state import default_tx
 from dcnn_dd.tree import init_variables
 
 # Config fields a Setup is built from; Setup.reconfigured may change any other field.
-BUILT_FROM = ("dataset", "train_size", "test_size", "image_size", "model", "K", "grid", "augment", "batch_size",
-              "eval_batch_size")
+BUILT_FROM = ("dataset", "train_size", "test_size", "val_fraction", "val_seed", "image_size", "model", "K", "grid",
+              "augment", "batch_size", "eval_batch_size")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -39,7 +39,10 @@ class Setup:
     built with ``plan=False``);
     ``data_mesh``: the global phases' data-parallel mesh; ``subnet_mesh``: the sub-network
     phase's mesh for ``shard_map``; ``eval_batch``: the evaluation batch, a multiple of the data
-    mesh's devices; ``mean``: the training set's channel mean (the input normalisation)."""
+    mesh's devices; ``mean``: the training set's channel mean (the input normalisation, with the
+    training source's ``pixel_scale``).  ``val_source``: what the per-epoch evaluation (plateau rule,
+    stopping rule, time-to-target) runs on: the very ``test_source`` unless a validation split was
+    held out (``Config.val_fraction``) or given (``build_setup(..., val=...)``)."""
 
     config: Config
     train_source: object
@@ -56,11 +59,36 @@ class Setup:
     data_mesh: jax.sharding.Mesh
     subnet_mesh: jax.sharding.Mesh
     eval_batch: int
+    val_source: object = None  # None: the test source
+
+    def __post_init__(self):
+        if self.val_source is None:
+            object.__setattr__(self, "val_source", self.test_source)
+
+    @property
+    def pixel_scale(self) -> float:
+        """What the images are divided by before the mean is subtracted: 255.0 (uint8) or 1.0 (float)."""
+        return float(getattr(self.train_source, "pixel_scale", 255.0))
+
+    @property
+    def held_out(self) -> bool:
+        """Whether validation is not the test set (a held-out or a given validation source)."""
+        return self.val_source is not self.test_source
 
     def prep(self, images, ids, epoch, train: bool):
         """Normalisation and (``train``) the augmentation of (seed, epoch, sample id), on device."""
         return aug.preprocess(images, ids, seed=self.config.seed, epoch=epoch, mean=self.mean, cfg=self.augment,
-                              train=train)
+                              train=train, pixel_scale=self.pixel_scale)
+
+    def data_record(self) -> dict:
+        """What a run directory records of the data (``data.json``): the configuration's ``dataset``
+        (a name, or a label), per split (``train``, ``val`` where it is not the test set, ``test``)
+        :func:`dcnn_dd.data.describe` (size, shapes, classes, pixel scale, fingerprint), and the
+        normalisation's ``mean``."""
+        splits = {"train": self.train_source, **({"val": self.val_source} if self.held_out else {}),
+                  "test": self.test_source}
+        return {"dataset": self.config.dataset, **{k: sources.describe(v) for k, v in splits.items()},
+                "mean": [float(m) for m in np.asarray(self.mean).reshape(-1)]}
 
     def reconfigured(self, **changes) -> Setup:
         """The same data, models and meshes under a configuration with other training settings
@@ -82,13 +110,48 @@ class Setup:
         return jax.tree.map(lambda *xs: np.stack(xs), *[jax.device_get(init_variables(self.sub, k, shape)) for k in keys])
 
 
-def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: int | None = None,
-                plan: bool = True) -> Setup:
+def load_data(config: Config, *, train=None, test=None, val=None, data_path=None, data_dir=None) -> tuple:
+    """``(train, val, test)``: the sources ``config`` trains, validates and tests on.
+
+    ``train`` and ``test`` (together) are sources of your own (:func:`dcnn_dd.data.from_arrays`,
+    :func:`~dcnn_dd.data.image_folder`, :func:`~dcnn_dd.data.tfds_source`, ...; ``config.dataset``
+    is then a label), or None: ``config.dataset`` names them (:func:`dcnn_dd.data.load`, with
+    ``data_path``, ``data_dir`` and ``config.image_size``).  Then ``train_size`` / ``test_size``
+    cut them, and validation is ``val`` if given, else ``config.val_fraction`` of the training data
+    held out (:func:`~dcnn_dd.data.holdout`, seeded with ``val_seed``), else the test source
+    itself (the paper's protocol).  Each source is checked against the protocol and all against
+    each other (:func:`~dcnn_dd.data.check_splits`): a one-line error otherwise."""
+    c = config
+    if (train is None) != (test is None):
+        raise ValueError("pass train= and test= together (or neither: config.dataset names the data)")
+    if val is not None and c.val_fraction > 0:
+        raise ValueError(f"val_fraction={c.val_fraction} holds out validation data, and val= gives some: pass one")
+    if train is None:
+        kw = {"path": data_path, "data_dir": data_dir, "image_size": c.image_size}
+        train, test = sources.load(c.dataset, "train", **kw), sources.load(c.dataset, "test", **kw)
+    for split, src in (("train", train), ("test", test), *((("val", val),) if val is not None else ())):
+        sources.check_source(src, f"the {split} data")
+        if c.image_size is not None and tuple(src.image_shape[:2]) != tuple(c.image_size):
+            raise ValueError(f"image_size={tuple(c.image_size)}, but the {split} data ({src.name}) has images of "
+                             f"{tuple(src.image_shape[:2])}: resize them, or leave image_size None")
+    if c.train_size is not None:
+        train = train.subset(c.train_size)
+    if c.test_size is not None:
+        test = test.subset(c.test_size)
+    if c.val_fraction > 0:
+        train, val = sources.holdout(train, c.val_fraction, seed=c.val_seed)
+    sources.check_splits(train=train, val=val, test=test)
+    return train, (test if val is None else val), test
+
+
+def build_setup(config: Config, *, train=None, test=None, val=None, data_path=None, data_dir=None,
+                num_devices: int | None = None, plan: bool = True) -> Setup:
     """Make ``config``'s device meshes, load its data, build its models and grid, and derive and
     check the plan that composes them, in that order.  Every check that can fail does so here,
     before anything is trained or written (a network that cannot be composed included).
-    ``plan=False``: no plan (``setup.plan`` None), for a setup that only times or trains the
-    networks and never composes them (:mod:`~dcnn_dd.train.timing`)."""
+    ``train``, ``test`` (together), ``val``: sources of your own instead of ``config.dataset``'s
+    (:func:`load_data`).  ``plan=False``: no plan (``setup.plan`` None), for a setup that only
+    times or trains the networks and never composes them (:mod:`~dcnn_dd.train.timing`)."""
     c = config  # a Config checks its fields when it is made
     if c.augment not in aug.PRESETS:
         raise ValueError(f"augment={c.augment!r}: choose one of {sorted(aug.PRESETS)}")
@@ -96,13 +159,8 @@ def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: i
     data_mesh, subnet_mesh = sharding.data_mesh(num_devices), sharding.subnet_mesh(c.K, num_devices)
     sharding.check_batch(c.batch_size, data_mesh)
     # ---- data
-    kw = {"path": data_path, "data_dir": data_dir, "image_size": c.image_size}
-    train_source = sources.load(c.dataset, "train", **kw)
-    test_source = sources.load(c.dataset, "test", **kw)
-    if c.train_size is not None:
-        train_source = train_source.subset(c.train_size)
-    if c.test_size is not None:
-        test_source = test_source.subset(c.test_size)
+    train_source, val_source, test_source = load_data(c, train=train, test=test, val=val, data_path=data_path,
+                                                      data_dir=data_dir)
     image_shape = tuple(train_source.image_shape)
     mean = np.asarray(sources.channel_mean(train_source), np.float32)
     # ---- models and grid
@@ -121,4 +179,4 @@ def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: i
     return Setup(config=c, train_source=train_source, test_source=test_source, image_shape=image_shape, mean=mean,
                  augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=default_tx(), plan=checked,
                  plan_s=plan_s, data_mesh=data_mesh, subnet_mesh=subnet_mesh,
-                 eval_batch=-(-c.eval_batch_size // n) * n)
+                 eval_batch=-(-c.eval_batch_size // n) * n, val_source=val_source)

@@ -248,17 +248,17 @@ class Steps:
         return self._get(("subnet_eval", strategy), lambda: subnet_eval_step(self.setup, strategy))
 
     def global_evaluator(self, with_logits: bool = False, source=None) -> Callable[[dict], dict]:
-        """variables -> ``{'acc', 'top5'}`` on the test set (or ``source``) (and ``'logits'``,
-        ``'labels'`` if asked)."""
+        """variables -> ``{'acc', 'top5'}`` on the validation set (``setup.val_source``: the test set
+        unless one is held out) or ``source`` (and ``'logits'``, ``'labels'`` if asked)."""
         s = self.setup
-        fn, src = self.global_eval(), s.test_source if source is None else source
+        fn, src = self.global_eval(), s.val_source if source is None else source
         bsh = sharding.batch_sharding(s.data_mesh)
         return lambda variables: evaluate(fn, variables, src, s.eval_batch, bsh, with_logits)
 
     def subnet_evaluator(self, strategy: str, with_logits: bool = False, source=None) -> Callable[[dict], dict]:
         """stacked variables -> ``{'acc', 'top5'}`` per sub-network, shape (K,) (and ``'logits'``
-        (K, N, C), ``'labels'`` if asked), on the test set or ``source``."""
+        (K, N, C), ``'labels'`` if asked), on the validation set (``setup.val_source``) or ``source``."""
         s = self.setup
-        fn, src = self.subnet_eval(strategy), s.test_source if source is None else source
+        fn, src = self.subnet_eval(strategy), s.val_source if source is None else source
         rep = subnet_batch_sharding(s, strategy)
         return lambda variables: evaluate(fn, variables, src, s.eval_batch, rep, with_logits, logit_axis=1)
