@@ -156,7 +156,8 @@ def prefetch(iterable, size: int = 2):
 
 # ---------------------------------------------------------------------------- transfer
 def device_put_batch(source, indices, sharding=None, extras: dict | None = None):
-    """(images uint8, labels int32, indices int32) of the samples ``indices`` as jax arrays.
+    """(images uint8, labels int32 (or the source's targets, ``target_shape``), indices int32) of the
+    samples ``indices`` as jax arrays.
 
     ``sharding``: a ``jax.sharding.Sharding`` for the batch (applied to all three arrays; a
     ``NamedSharding(mesh, P('data'))`` splits the leading axis); each local device's rows are
@@ -187,9 +188,11 @@ def device_put_batch(source, indices, sharding=None, extras: dict | None = None)
         return cache[key]
 
     image_shape = tuple(source.image_shape)
+    target_shape = tuple(getattr(source, "target_shape", ()))  # () for class labels
     out = [
         jax.make_array_from_callback((b, *image_shape), sharding, lambda idx: rows(idx[0])[0][(slice(None), *idx[1:])]),
-        jax.make_array_from_callback((b,), sharding, lambda idx: rows(idx[0])[1]),
+        jax.make_array_from_callback((b, *target_shape), sharding,
+                                     lambda idx: rows(idx[0])[1][(slice(None), *idx[1:])]),
         jax.make_array_from_callback((b,), sharding, lambda idx: indices[idx[0]].astype(np.int32)),
     ]
     for v in extras.values():

@@ -22,11 +22,12 @@ from dcnn_dd.grid import Grid
 from dcnn_dd.models.pooling import with_regional_pool
 from dcnn_dd.train.config import Config, build_grid, build_model
 from dcnn_dd.train.state import default_tx
+from dcnn_dd.train.tasks import CLASSIFICATION, Task, get_task
 from dcnn_dd.tree import init_variables
 
 # Config fields a Setup is built from; Setup.reconfigured may change any other field.
 BUILT_FROM = ("dataset", "train_size", "test_size", "image_size", "model", "K", "grid", "augment", "batch_size",
-              "eval_batch_size")
+              "eval_batch_size", "task")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -39,7 +40,8 @@ class Setup:
     built with ``plan=False``);
     ``data_mesh``: the global phases' data-parallel mesh; ``subnet_mesh``: the sub-network
     phase's mesh for ``shard_map``; ``eval_batch``: the evaluation batch, a multiple of the data
-    mesh's devices; ``mean``: the training set's channel mean (the input normalisation)."""
+    mesh's devices; ``mean``: the training set's channel mean (the input normalisation);
+    ``task``: the loss, metrics and composed head (:mod:`~dcnn_dd.train.tasks`, ``Config.task``)."""
 
     config: Config
     train_source: object
@@ -56,6 +58,7 @@ class Setup:
     data_mesh: jax.sharding.Mesh
     subnet_mesh: jax.sharding.Mesh
     eval_batch: int
+    task: Task = CLASSIFICATION
 
     def prep(self, images, ids, epoch, train: bool):
         """Normalisation and (``train``) the augmentation of (seed, epoch, sample id), on device."""
@@ -85,8 +88,11 @@ class Setup:
 def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: int | None = None,
                 plan: bool = True) -> Setup:
     """Make ``config``'s device meshes, load its data, build its models and grid, and derive and
-    check the plan that composes them, in that order.  Every check that can fail does so here,
-    before anything is trained or written (a network that cannot be composed included).
+    check the plan that composes them (with the head of ``config.task``), in that order; the data's
+    targets are checked against the task (:meth:`~dcnn_dd.train.tasks.Task.check`), and the
+    network's output width is the task's (the classes, or ``prod(target_shape)``).  Every check that
+    can fail does so here, before anything is trained or written (a network that cannot be composed
+    included).
     ``plan=False``: no plan (``setup.plan`` None), for a setup that only times or trains the
     networks and never composes them (:mod:`~dcnn_dd.train.timing`)."""
     c = config  # a Config checks its fields when it is made
@@ -104,21 +110,30 @@ def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: i
     if c.test_size is not None:
         test_source = test_source.subset(c.test_size)
     image_shape = tuple(train_source.image_shape)
+    # ---- the task: targets that fit it, the network's output width (classes, or prod(target_shape))
+    task = get_task(c.task)
+    task.check(train_source, "training")
+    task.check(test_source, "test")
+    width = task.output_width(train_source)
+    if task.output_width(test_source) != width:
+        raise ValueError(f"task={c.task!r}: the training data has {width} outputs per target, the test data "
+                         f"{task.output_width(test_source)}")
     mean = np.asarray(sources.channel_mean(train_source), np.float32)
     # ---- models and grid
-    model = build_model(c.model, train_source.num_classes)
+    model = build_model(c.model, width)
     grid = build_grid(c.grid, image_shape)
     if grid.K != c.K:
         raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
     if getattr(model, "pooling", None) == "regional":  # the regions come from the grid
         model = with_regional_pool(model, grid, (1, *image_shape))
     sub = model.subnet(c.K)
-    # ---- the plan (2.11)-(2.14), checked; its time is charged to GNet-T's pipeline (compose_s)
+    # ---- the plan (2.11)-(2.14) with the task's head ((2.14) sum, (2.22) mean), checked; its time is
+    # charged to GNet-T's pipeline (compose_s)
     t0 = time.perf_counter()
-    checked = plan_for(model, sub, grid, input_shape=(1, *image_shape)) if plan else None
+    checked = plan_for(model, sub, grid, input_shape=(1, *image_shape), head=task.head) if plan else None
     plan_s = time.perf_counter() - t0 if plan else 0.0
     n = data_mesh.devices.size
     return Setup(config=c, train_source=train_source, test_source=test_source, image_shape=image_shape, mean=mean,
                  augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=default_tx(), plan=checked,
                  plan_s=plan_s, data_mesh=data_mesh, subnet_mesh=subnet_mesh,
-                 eval_batch=-(-c.eval_batch_size // n) * n)
+                 eval_batch=-(-c.eval_batch_size // n) * n, task=task)
