@@ -176,7 +176,7 @@ def make_plan(
         if p in flatten:
             rules[p] = _field_rule(p, gs, ss, K, flatten[p], grid, windows,
                                    stride.get(p) if isinstance(stride, Mapping) else stride,
-                                   strict.get(p, True) if isinstance(strict, Mapping) else strict)
+                                   strict.get(p, True) if isinstance(strict, Mapping) else strict, head == "mean")
             continue
         maps = []
         for ax, (G, g) in enumerate(zip(gs, ss)):  # noqa: N806
@@ -233,7 +233,7 @@ def make_plan(
     return Plan(K, ordered, g_shapes, s_shapes, treedef)
 
 
-def _field_rule(p, gs, ss, K, shapes, grid, windows, stride, strict):  # noqa: N803
+def _field_rule(p, gs, ss, K, shapes, grid, windows, stride, strict, mean=False):  # noqa: N803
     (g_pre, s_pre) = (tuple(shapes[0]), tuple(shapes[1]))
     if len(gs) != 2:
         raise ValueError(f"leaf {p}: a flatten rule needs a 2-D dense kernel, got shape {gs}")
@@ -265,6 +265,8 @@ def _field_rule(p, gs, ss, K, shapes, grid, windows, stride, strict):  # noqa: N
             w = []  # the flatten of the input itself: the field is the subdomain
         fields = flatten_fields(grid, G_sp, s_sp, windows=w, stride=stride, strict=strict, where=f"leaf {p}")
     field = R.Field(tuple(fields), tuple(G_sp), tuple(s_sp), C, split)
-    if isinstance(out, R.Same):
+    if isinstance(out, R.Same):  # the output layer right after the flatten: summed (2.14), or averaged (2.22)
+        if mean:
+            return R.Place((field, out), 1.0 / K, note="(2.13)+(2.22) mean, flatten head")
         return R.Place((field, out), note="(2.13)+(2.14) flatten head")
     return R.Place((field, out), note="(2.13) first FC" if split else "Sec. 2.4 FC on decomposed input")

@@ -5,7 +5,8 @@
   channel block k equals sub-network k's feature map (:func:`restricted_feature_maps` gives both,
   :func:`feature_map_gap` how far they are apart).
 * Theorem 2.1 (2.16): the composed network's logits equal the sum of the K sub-networks' logits
-  (:func:`logit_sum_gap` measures how far they are from it).
+  (:func:`logit_sum_gap` measures how far they are from it); for regression (2.22), its outputs
+  equal their mean (:func:`output_gap` measures either).
 * Theorem 2.2: every sample that all sub-networks classify correctly, the composed network
   classifies correctly, with a per-sample cost no larger than any sub-network's
   (:func:`theorem_2_2`).
@@ -28,6 +29,18 @@ def logit_sum_gap(global_logits, sub_logits) -> float:
     """Theorem 2.1 (2.16): max |global logits - sum over k of the sub-network logits|; ``sub_logits``
     (K, N, C), ``global_logits`` (N, C)."""
     return float(np.max(np.abs(np.asarray(global_logits) - np.asarray(sub_logits).sum(0))))
+
+
+def output_gap(global_outputs, sub_outputs, head: str = "sum") -> float:
+    """Theorem 2.1 at the output for the composed head: max |global outputs - sum over k of the
+    sub-network outputs| (``head='sum'``, (2.16): :func:`logit_sum_gap`) or max |global outputs -
+    mean over k| (``head='mean'``, regression, (2.22)); ``sub_outputs`` (K, N, C), ``global_outputs``
+    (N, C)."""
+    if head == "sum":
+        return logit_sum_gap(global_outputs, sub_outputs)
+    if head != "mean":
+        raise ValueError(f"head={head!r}: choose 'sum' (2.16) or 'mean' (2.22)")
+    return float(np.max(np.abs(np.asarray(global_outputs) - np.asarray(sub_outputs).mean(0))))
 
 
 def theorem_2_2(sub_logits, global_logits, labels, atol: float = 1e-4) -> dict:

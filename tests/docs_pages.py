@@ -45,8 +45,15 @@ def nnx_engine_block():
 
 
 def engine_block():
-    """The training engine's example (`Config` and `run_algorithm1`), the one python block of docs/engine.md."""
-    (block,) = python_blocks("docs/engine.md")
+    """The training engine's example (`Config` and `run_algorithm1`): the block of docs/engine.md
+    that registers no task."""
+    (block,) = [b for b in python_blocks("docs/engine.md") if "register_task(" not in b[1]]
+    return block
+
+
+def tasks_block():
+    """Your own loss (docs/engine.md, "Tasks"): the one block on any page that registers a task."""
+    (block,) = [b for b in python_blocks() if "register_task(" in b[1]]
     return block
 
 
@@ -64,9 +71,9 @@ def cnn_dnn_blocks():
 
 
 def executed_blocks():
-    """Every block some test runs: test_readme.py and test_cnn_dnn.py run exactly these."""
-    return [functional_api_block(), nnx_api_block(), nnx_engine_block(), engine_block(), layer_parallel_block(),
-            *cnn_dnn_blocks()]
+    """Every block some test runs: test_readme.py, test_cnn_dnn.py and test_tasks.py run exactly these."""
+    return [functional_api_block(), nnx_api_block(), nnx_engine_block(), engine_block(), tasks_block(),
+            layer_parallel_block(), *cnn_dnn_blocks()]
 
 
 def run_stubbed(monkeypatch, module, name, page_block, result=None) -> list[tuple]:

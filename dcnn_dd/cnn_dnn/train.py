@@ -40,7 +40,7 @@ from dcnn_dd.cnn_dnn.model import CNNDNN, INNER, join
 from dcnn_dd.complexity import count_params
 from dcnn_dd.data.sources import content_fingerprint
 from dcnn_dd.train.checkpoint import RunDir, load_variables, write_json
-from dcnn_dd.train.composed_training import run_algorithm1
+from dcnn_dd.train.composed_training import monitored, run_algorithm1
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import TrainData
 from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
@@ -163,6 +163,7 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
     trained local CNNs ``local_vars`` (stacked on axis 0), which run with ``strategy``; ``steps``:
     compiled steps to share with the run that trained them."""
     config = setup.config
+    check_task(config)
     steps = Steps(setup) if steps is None else steps
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 6)
     k_dnn, k_coh = jax.random.split(key)
@@ -196,7 +197,7 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
                      epoch_metrics(lambda v: evaluate(dnn_eval, v, feats["test"], setup.eval_batch, bsh)),
                      TrainData(feats["train"], dnn_batch, config.seed, bsh),
                      init=lambda r: global_state(setup, dnn_init), plateau_patience=config.plateau_patience,
-                     keep=lambda state: sharding.to_host(state.variables), optional=True)
+                     keep=lambda state: sharding.to_host(state.variables), optional=True, **monitored(setup))
 
     # ---- the coherent CNN-DNN, end to end: from random initialisation, and from the trained parts
     coh = coherent_model(setup, cfg)
@@ -220,7 +221,7 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
 
     def coherent_phase(name, epochs, lr, init):
         return Train(name, epochs, Piecewise.from_json(lr), coh_step, epoch_metrics(coh_evaluate), train_images,
-                     init=init, plateau_patience=config.plateau_patience, optional=True)
+                     init=init, plateau_patience=config.plateau_patience, optional=True, **monitored(setup))
 
     phases = [
         Compute("features", features, describe=lambda f: (
@@ -244,6 +245,7 @@ def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = F
                 data_path=None, data_dir=None, num_devices: int | None = None, log=print,
                 setup: Setup | None = None) -> dict:
     """Run (or resume) every phase; returns the summary (also ``<run_dir>/cnn_dnn/summary.json``)."""
+    check_task(config)
     run_dir = Path(run_dir)
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
@@ -267,6 +269,15 @@ def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = F
         write_json(rd.path / "summary.json", summary)
         log(summary_table(summary))
     return summary
+
+
+def check_task(config: Config) -> None:
+    """The CNN-DNN is for classification: its local outputs are class probabilities and its
+    aggregators class votes; any other ``config.task`` is a one-line error (before anything runs)."""
+    if config.task != "classification":
+        raise ValueError(f"task={config.task!r}: the CNN-DNN aggregates the local CNNs' class probabilities (average, "
+                         "vote, DNN), so it trains task='classification' only; run Algorithm 1 "
+                         "(dcnn_dd.train.run_algorithm1) for this task")
 
 
 def _last(h, key="val_acc"):

@@ -7,8 +7,11 @@ models, grid, the checked plan) -> the step builders of :mod:`.steps` -> a list 
 =====================  =====================================================================
 ``config``             :class:`Config` (JSON-able), ``register_model``, model and grid builders
 ``setup``              :class:`Setup`: what one configuration runs on; :func:`build_setup`
-``state``              ``TrainState``, the pure ``train_step`` / ``eval_step`` of one network,
-                       Adam with its rate as optimiser state, the composed optimiser state
+``tasks``              ``Task``: the loss, the metrics and their directions, the composed head;
+                       ``classification``, ``regression`` (2.22), ``multilabel``, ``register_task``
+``state``              ``TrainState``, the pure ``train_step`` / ``eval_step`` of one network
+                       (for a task), Adam with its rate as optimiser state, the composed
+                       optimiser state
 ``steps``              the jitted steps: data-parallel (global) and stacked (K sub-networks),
                        ``evaluate``, ``Steps`` (one pipeline's compiled steps), strategy choice
 ``loop``               the epoch loop of one phase: resume mid-epoch, Ctrl-C, NaN guard, bars
@@ -16,7 +19,7 @@ models, grid, the checked plan) -> the step builders of :mod:`.steps` -> a list 
 ``composed_training``  Algorithm 1 as a phase list, one function per phase: GNet-R, SNets ->
                        compose -> GNet-T; ``run_algorithm1``, the summary and its
                        time-to-accuracy figures
-``schedules``          the paper's piecewise learning rates and the sqrt(10) plateau rule
+``schedules``          the paper's piecewise learning rates and the sqrt(10) plateau rule (max/min)
 ``checkpoint``         run directories, orbax checkpoints, config checks, damaged-checkpoint errors
 ``timing``             seconds per step and memory of one configuration (Tables 3.2, 3.4)
 ``plots``              accuracy curves (Fig. 3.2 style) and phase-time bars (Fig. 3.1 style)
@@ -32,6 +35,7 @@ from dcnn_dd.train.config import Config, build_grid, build_model, register_model
 from dcnn_dd.train.loop import Interrupted, NonFiniteLossError, Phase, TrainData, run_phase
 from dcnn_dd.train.schedules import PAPER_SCHEDULES, Piecewise, Plateau
 from dcnn_dd.train.state import TrainState, create_state, default_tx, eval_step, train_step
+from dcnn_dd.train.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, get_task, register_task
 
 # these pull in the data package (the input pipeline): imported on first use
 _LAZY = {
@@ -48,6 +52,7 @@ __all__ = [
     "PAPER_SCHEDULES", "CheckpointError", "Config", "ConfigMismatchError", "Interrupted", "NonFiniteLossError", "Phase",
     "Piecewise", "Plateau", "RunDir", "TrainData", "TrainState", "build_grid", "build_model", "create_state",
     "default_tx", "eval_step", "register_model", "run_phase", "train_step", *sorted(_WHERE),
+    "CLASSIFICATION", "MULTILABEL", "REGRESSION", "TASKS", "Task", "get_task", "register_task",
 ]
 
 

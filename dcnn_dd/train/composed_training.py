@@ -5,7 +5,8 @@
     strategy  : how the K sub-networks run concurrently (``auto`` measures; :mod:`dcnn_dd.sharding`)
     snets     : K sub-networks, each on its own sub-images of the same samples, concurrently
     composed  : the SNets composed by the setup's plan (2.11)-(2.14) -> GNet-T's initial parameters
-    compose   : the SNets and the composed network on the validation set; Theorem 2.1 and 2.2 checked
+    compose   : the SNets and the composed network on the validation set; Theorem 2.1 (the sum (2.16), or
+                for regression the mean (2.22), of the sub-networks) and 2.2 checked
     gnet_t    : the composed global network fine-tuned (data-parallel)
 
 Validation (the per-epoch evaluation: plateau rule, GNet-T's stopping rule, time-to-target, and
@@ -35,7 +36,7 @@ import numpy as np
 
 from dcnn_dd import sharding
 from dcnn_dd.composition import compose
-from dcnn_dd.theorems import logit_sum_gap, theorem_2_2
+from dcnn_dd.theorems import output_gap, theorem_2_2
 from dcnn_dd.train import plots
 from dcnn_dd.train.checkpoint import RunDir, check_data, write_json
 from dcnn_dd.train.config import Config
@@ -47,6 +48,7 @@ from dcnn_dd.train.state import compose_opt_state
 from dcnn_dd.train.steps import (
     Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state,
 )
+from dcnn_dd.train.tasks import monitor_of, reached
 
 PHASES = ("gnet_r", "snet_init", "strategy", "snets", "composed", "compose", "gnet_t")
 
@@ -85,13 +87,20 @@ def algorithm1_phases(setup: Setup, steps: Steps | None = None) -> list:
         *tested("snets", steps),
         Compute("composed", partial(compose_snets, setup)),
         Compute("compose", partial(theorem_check, setup, steps, steps_t), cache=True, record=True,
-                describe=compose_line),
+                describe=partial(compose_line, key=monitor_of(setup.config)[0])),
         Deferred("gnet_t", partial(gnet_t_phase, setup, steps_t)),
         *tested("gnet_t", steps_t),
     ]
 
 
 # ==================================================================== the phases, in their order
+def monitored(setup: Setup) -> dict:
+    """The ``monitor``/``monitor_mode`` arguments of a phase: the configuration's monitored
+    validation metric and its direction (:func:`~dcnn_dd.train.tasks.monitor_of`)."""
+    key, mode = monitor_of(setup.config)
+    return {"monitor": key, "monitor_mode": mode}
+
+
 def global_data(setup: Setup) -> TrainData:
     """The global phases' training batches (GNet-R and GNet-T see the same ones)."""
     c = setup.config
@@ -105,7 +114,7 @@ def gnet_r_phase(setup: Setup, steps: Steps, key, results: dict) -> Train:
     return Train("gnet_r", c.gnet_r_epochs, Piecewise.from_json(c.gnet_r_lr), steps.global_train(),
                  epoch_metrics(steps.global_evaluator()), global_data(setup),
                  init=lambda r: global_state(setup, setup.global_init(key)), plateau_patience=c.plateau_patience,
-                 optional=True, keep=host_variables if setup.held_out else None)
+                 optional=True, keep=host_variables if setup.held_out else None, **monitored(setup))
 
 
 def host_variables(state) -> dict:
@@ -139,7 +148,7 @@ def snets_phase(setup: Setup, steps: Steps, results: dict) -> Train:
                  TrainData(setup.train_source, c.batch_size, c.seed, subnet_batch_sharding(setup, strategy),
                            c.steps_per_epoch),
                  init=lambda r: subnet_state(setup, r["snet_init"], strategy), num_nets=c.K,
-                 plateau_patience=c.plateau_patience,
+                 plateau_patience=c.plateau_patience, **monitored(setup),
                  keep=lambda state: (sharding.to_host(state.variables),
                                      sharding.to_host(state.opt_state) if c.compose_opt_state else None))
 
@@ -154,10 +163,12 @@ def compose_snets(setup: Setup, results: dict) -> dict:
 
 
 def theorem_check(setup: Setup, steps: Steps, steps_t: Steps, results: dict) -> dict:
-    """The SNets and the composed network on the validation set (the test set unless one is held
-    out): Theorem 2.1 (the composed logits are the sum of the sub-networks', (2.16)) and Theorem
-    2.2.  GNet-T's evaluation before fine-tuning (with its own compiled step, ``steps_t``) is timed
-    (``eval_s``) and charged to its pipeline."""
+    """The SNets and the composed network on the validation set (the test set unless one
+    is held out), every metric of the task
+    (``snet_<metric>``, ``gnet_t_init_<metric>``): Theorem 2.1 (the composed outputs are the sum of
+    the sub-networks', (2.16), or for the task's head ``mean`` their mean, (2.22)) and, for class
+    labels with the sum head, Theorem 2.2 (else None).  GNet-T's evaluation before fine-tuning
+    (with its own compiled step, ``steps_t``) is timed (``eval_s``) and charged to its pipeline."""
     strategy = results["strategy"]["strategy"]
     trained = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
     s_out = steps.subnet_evaluator(strategy, with_logits=True)(trained)
@@ -166,20 +177,24 @@ def theorem_check(setup: Setup, steps: Steps, steps_t: Steps, results: dict) -> 
     g_out = steps_t.global_evaluator(with_logits=True)(gvars)
     t_eval = time.perf_counter() - t0
     sub_logits, g_logits = s_out["logits"], g_out["logits"]
+    task, names = setup.task, [k for k in s_out if k not in ("logits", "labels")]
     return {"phase": "compose", "compose_s": results["composed"]["compose_s"], "eval_s": t_eval,
-            "snet_acc": [float(a) for a in s_out["acc"]],
-            "snet_top5": [float(a) for a in s_out["top5"]],
-            "gnet_t_init_acc": float(g_out["acc"]), "gnet_t_init_top5": float(g_out["top5"]),
-            "theorem_2_1_max_abs_diff": logit_sum_gap(g_logits, sub_logits),
+            **{f"snet_{m}": [float(a) for a in s_out[m]] for m in names},
+            **{f"gnet_t_init_{m}": float(g_out[m]) for m in names},
+            "head": task.head,
+            "theorem_2_1_max_abs_diff": output_gap(g_logits, sub_logits, task.head),
             "logit_scale": float(np.max(np.abs(g_logits))),
-            "theorem_2_2": theorem_2_2(sub_logits, g_logits, g_out["labels"])}
+            "theorem_2_2": (theorem_2_2(sub_logits, g_logits, g_out["labels"])
+                            if task.targets == "labels" and task.head == "sum" else None)}
 
 
 def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
     """Algorithm 1, step 3: GNet-T, the composed network fine-tuned (data-parallel, its own
     compiled steps); a fresh Adam state, or (``compose_opt_state``) the SNets' composed.  Beyond its
-    epochs (``extra_epochs``) it trains until it reaches GNet-R's final accuracy."""
+    epochs (``extra_epochs``) it trains until it reaches GNet-R's final accuracy (the monitored
+    metric, in its direction)."""
     c = setup.config
+    key, mode = monitor_of(c)
 
     def init(r):
         global_vars, trained_opt = r["composed"]["variables"], r["snets"][1]
@@ -190,7 +205,8 @@ def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
 
     return Train("gnet_t", c.gnet_t_epochs, Piecewise.from_json(c.gnet_t_lr), steps_t.global_train(),
                  epoch_metrics(steps_t.global_evaluator()), global_data(setup), init=init,
-                 plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs, until=reach_gnet_r,
+                 plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs,
+                 until=partial(reach_gnet_r, monitor=key, mode=mode), monitor=key, monitor_mode=mode,
                  keep=host_variables if setup.held_out else None)
 
 
@@ -214,13 +230,15 @@ def final_test(setup: Setup, steps: Steps, phase: str, results: dict) -> dict:
     return record
 
 
-def reach_gnet_r(results: dict):
-    """GNet-T's stopping rule beyond its epochs: GNet-R's final accuracy (None without GNet-R)."""
+def reach_gnet_r(results: dict, monitor: str = "val_acc", mode: str = "max"):
+    """GNet-T's stopping rule beyond its epochs: GNet-R's final value of the monitored metric
+    (``monitor``; reached at or above it for ``mode='max'``, at or below for ``'min'``); None
+    without GNet-R."""
     gnet_r = results["histories"].get("gnet_r")
     if not gnet_r:
         return None
-    target = gnet_r[-1]["val_acc"]
-    return lambda h: any(r["val_acc"] >= target for r in h)
+    target = gnet_r[-1][monitor]
+    return lambda h: any(reached(r[monitor], target, mode) for r in h)
 
 
 def run_algorithm1(config: Config, run_dir, *, train=None, test=None, val=None, restart: bool = False,
@@ -259,7 +277,7 @@ def run_algorithm1(config: Config, run_dir, *, train=None, test=None, val=None, 
     if main:
         log(summary_table(summary))
         write_json(rd.path / "summary.json", summary)
-        plots.accuracy_curves(histories, rd.path / "accuracy.png")
+        plots.accuracy_curves(histories, rd.path / "accuracy.png", key=summary["monitor"])
         plots.phase_times(summary, rd.path / "phase_times.png")
     return summary
 
@@ -269,10 +287,14 @@ def strategy_line(choice: dict) -> str:
         f" (measured s/step: {choice['measured_s_per_step']})" if choice.get("measured_s_per_step") else "")
 
 
-def compose_line(comp: dict) -> str:
-    return (f"composed: GNet-T before fine-tuning {comp['gnet_t_init_acc']:.4f} (sub-networks "
-            + ", ".join(f"{a:.4f}" for a in comp["snet_acc"])
-            + f"); Theorem 2.1 max |global - sum of sub logits| = {comp['theorem_2_1_max_abs_diff']:.2e}")
+def compose_line(comp: dict, key: str = "val_acc") -> str:
+    m = key[len("val_"):]
+    init, subs = comp.get(f"gnet_t_init_{m}"), comp.get(f"snet_{m}") or []
+    what = "GNet-T before fine-tuning" + ("" if m == "acc" else f" {key}")
+    ref = "mean of sub outputs" if comp.get("head") == "mean" else "sum of sub logits"
+    return (f"composed: {what} " + ("-" if init is None else f"{init:.4f}") + " (sub-networks "
+            + ", ".join(f"{a:.4f}" for a in subs)
+            + f"); Theorem 2.1 max |global - {ref}| = {comp['theorem_2_1_max_abs_diff']:.2e}")
 
 
 def test_line(record: dict) -> str:
@@ -304,16 +326,22 @@ def test_results(histories: dict, held_out: bool) -> dict:
 
 
 def summarize(c: Config, histories: dict, extra: dict) -> dict:
+    """The run's summary.  The classification keys (``*_acc``, ``*_top5``: None for other tasks),
+    the times, and for every task ``monitor``/``monitor_mode`` and the final validation metrics
+    (``val_<metric>`` dicts): ``snets_trained`` (lists, one value per sub-network), ``gnet_t_init``,
+    ``gnet_t_trained`` (after ``gnet_t_epochs``, the paper's protocol), ``gnet_r_trained``."""
+    key, mode = monitor_of(c)
     comp = histories["compose"][0]
     snets, gt, gr = histories["snets"], histories["gnet_t"], histories.get("gnet_r", [])
     t_sub = snets[-1]["elapsed_s"] if snets else 0.0
     protocol = gt[: c.gnet_t_epochs]
+    init = {f"val_{k[len('gnet_t_init_'):]}": v for k, v in comp.items() if k.startswith("gnet_t_init_")}
     out = {
-        "snet_acc": comp["snet_acc"],
-        "gnet_t_init_acc": comp["gnet_t_init_acc"],
+        "snet_acc": comp.get("snet_acc"),
+        "gnet_t_init_acc": comp.get("gnet_t_init_acc"),
         "theorem_2_1_max_abs_diff": comp["theorem_2_1_max_abs_diff"],
-        "gnet_t_trained_acc": protocol[-1]["val_acc"] if protocol else comp["gnet_t_init_acc"],
-        "gnet_r_trained_acc": gr[-1]["val_acc"] if gr else None,
+        "gnet_t_trained_acc": protocol[-1].get("val_acc") if protocol else comp.get("gnet_t_init_acc"),
+        "gnet_r_trained_acc": gr[-1].get("val_acc") if gr else None,
         "snet_top5": comp.get("snet_top5"),
         "gnet_t_init_top5": comp.get("gnet_t_init_top5"),
         "gnet_t_trained_top5": protocol[-1].get("val_top5") if protocol else comp.get("gnet_t_init_top5"),
@@ -331,16 +359,30 @@ def summarize(c: Config, histories: dict, extra: dict) -> dict:
         "devices": len(jax.devices()),
         "processes": jax.process_count(),
     }
-    out.update(time_to_target(comp, snets, gt, gr, (extra.get("strategy") or {}).get("selection_s", 0.0)))
+    out.update(time_to_target(comp, snets, gt, gr, (extra.get("strategy") or {}).get("selection_s", 0.0), key, mode))
+    out.update({
+        "task": c.task, "monitor": key, "monitor_mode": mode,
+        "snets_trained": {f"val_{k[len('snet_'):]}": v for k, v in comp.items() if k.startswith("snet_")},
+        "gnet_t_init": init,
+        "gnet_t_trained": _val_metrics(protocol[-1]) if protocol else init,
+        "gnet_r_trained": _val_metrics(gr[-1]) if gr else None,
+    })
     held_out = bool(extra.get("held_out"))
     out["validation"] = "held_out" if held_out else "test"
     out.update(test_results(histories, held_out))
     return out
 
 
-def time_to_target(comp: dict, snets: list, gnet_t: list, gnet_r: list, selection_s: float = 0.0) -> dict:
+def _val_metrics(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k.startswith("val_")}
+
+
+def time_to_target(comp: dict, snets: list, gnet_t: list, gnet_r: list, selection_s: float = 0.0,
+                   monitor: str = "val_acc", mode: str = "max") -> dict:
     """The time-to-accuracy figures of one run, with the same rule on both sides: the target is
-    GNet-R's final accuracy, and each pipeline is charged its *first* evaluation at or above it.
+    GNet-R's final accuracy, and each pipeline is charged its *first* evaluation at or above it
+    (generally: GNet-R's final value of the ``monitor``-ed metric, reached at or above it for
+    ``mode='max'``, at or below it for ``'min'``; the keys keep their ``acc`` names).
 
     * GNet-T pipeline: strategy selection + the SNets (compilation and per-epoch evaluation
       included) + plan and compose + the composed network's evaluation + GNet-T's epochs up to the
@@ -353,13 +395,14 @@ def time_to_target(comp: dict, snets: list, gnet_t: list, gnet_r: list, selectio
            "payoff_ratio": None}
     if not gnet_r:
         return out
-    target = gnet_r[-1]["val_acc"]
-    out["gnet_r_first_hit_s"] = next(r["elapsed_s"] for r in gnet_r if r["val_acc"] >= target)
+    target = gnet_r[-1][monitor]
+    out["gnet_r_first_hit_s"] = next(r["elapsed_s"] for r in gnet_r if reached(r[monitor], target, mode))
     base = selection_s + (snets[-1]["elapsed_s"] if snets else 0.0) + comp["compose_s"] + comp.get("eval_s", 0.0)
-    if comp["gnet_t_init_acc"] >= target:
+    init = comp.get(f"gnet_t_init_{monitor[len('val_'):]}")
+    if init is not None and reached(init, target, mode):
         out["time_to_gnet_r_acc_s"] = base
     else:
-        hit = next((r for r in gnet_t if r["val_acc"] >= target), None)
+        hit = next((r for r in gnet_t if reached(r[monitor], target, mode)), None)
         out["time_to_gnet_r_acc_s"] = None if hit is None else base + hit["elapsed_s"]
     if out["time_to_gnet_r_acc_s"] is not None:
         out["payoff_ratio"] = out["time_to_gnet_r_acc_s"] / out["gnet_r_first_hit_s"]
@@ -375,19 +418,26 @@ def summary_table(s: dict) -> str:
         return fmt.format(v)
 
     held_out = s.get("validation") == "held_out"
+    key = s.get("monitor", "val_acc")
+    if key == "val_acc":  # the classification rows, as before
+        what, vals = "accuracy", (s["snet_acc"], s["gnet_t_init_acc"], s["gnet_t_trained_acc"], s["gnet_r_trained_acc"])
+    else:
+        what = key
+        vals = tuple((s.get(k) or {}).get(key)
+                     for k in ("snets_trained", "gnet_t_init", "gnet_t_trained", "gnet_r_trained"))
     rows = [
-        (f"SNet-1..K {'validation' if held_out else 'test'} accuracy", f(s["snet_acc"])),
-        ("GNet-T before fine-tuning", f(s["gnet_t_init_acc"])),
+        (f"SNet-1..K {'validation' if held_out else 'test'} " + what, f(vals[0])),
+        ("GNet-T before fine-tuning" + ("" if key == "val_acc" else f" ({key})"), f(vals[1])),
         ("Theorem 2.1 max |diff|", f(s["theorem_2_1_max_abs_diff"], "{:.2e}")),
-        (f"GNet-T trained ({s['epochs']['snets']}+{s['epochs']['gnet_t']} epochs)", f(s["gnet_t_trained_acc"])),
-        (f"GNet-R trained ({s['epochs']['gnet_r']} epochs)", f(s["gnet_r_trained_acc"])),
+        (f"GNet-T trained ({s['epochs']['snets']}+{s['epochs']['gnet_t']} epochs)", f(vals[2])),
+        (f"GNet-R trained ({s['epochs']['gnet_r']} epochs)", f(vals[3])),
         ("time SNets [s]", f(s["time_subnets_s"], "{:.1f}")),
         ("time compose [s]", f(s["time_compose_s"], "{:.2f}")),
         ("time GNet-T [s]", f(s["time_gnet_t_s"], "{:.1f}")),
         ("time GNet-R [s]", f(s["time_gnet_r_s"], "{:.1f}")),
         ("strategy selection [s]", f(s.get("time_strategy_s"), "{:.1f}")),
-        ("GNet-T pipeline to GNet-R's accuracy [s]", f(s["time_to_gnet_r_acc_s"], "{:.1f}")),
-        ("GNet-R to its own final accuracy [s]", f(s.get("gnet_r_first_hit_s"), "{:.1f}")),
+        (f"GNet-T pipeline to GNet-R's {what} [s]", f(s["time_to_gnet_r_acc_s"], "{:.1f}")),
+        (f"GNet-R to its own final {what} [s]", f(s.get("gnet_r_first_hit_s"), "{:.1f}")),
         ("ratio (GNet-T pipeline / GNet-R)", f(s.get("payoff_ratio"), "{:.2f}")),
     ]
     if held_out:  # the validation numbers above drove the rules; the test set, once per trained network

@@ -46,7 +46,12 @@ class Config:
     split), is held out; it drives the plateau rule, GNet-T's stopping rule and the
     time-to-target, and the test split is evaluated once per trained network, after its phase.
     ``dataset``: a built-in name or one registered with :func:`dcnn_dd.data.register_dataset`;
-    when sources are passed to :func:`~dcnn_dd.train.run_algorithm1`, only a label."""
+    when sources are passed to :func:`~dcnn_dd.train.run_algorithm1`, only a label.
+    ``task``: what is learned (:mod:`dcnn_dd.train.tasks`: the loss, the ``val_<metric>`` records
+    and the composed head, e.g. ``'regression'``: MSE, the mean of the sub-networks (2.22));
+    ``monitor`` / ``monitor_mode``: the validation metric that drives the plateau rule, GNet-T's
+    stopping rule and the time-to-target, and its direction (``auto``: the task's, e.g.
+    ``val_acc``/max for classification, ``val_loss``/min for regression)."""
 
     dataset: str = "fashion_mnist_idx"
     train_size: int | None = None  # first n training samples (None: all)
@@ -73,6 +78,10 @@ class Config:
     strategy: str = "auto"  # vmap | sequential | shard_map | auto
     inner: str = "sequential"  # per-device strategy inside shard_map
     seed: int = 0
+    # ---- the task (dcnn_dd.train.tasks): loss, metrics, composed head; the monitored validation metric
+    task: str = "classification"  # classification | regression | multilabel | a name of register_task
+    monitor: str = "auto"  # the val_<metric> of the plateau rule, GNet-T's stopping rule, the time-to-target
+    monitor_mode: str = "auto"  # max | min | auto (the metric's declared direction)
 
     def __post_init__(self):
         if isinstance(self.image_size, list):
@@ -273,6 +282,9 @@ def validate(c: Config) -> None:
         check_grid_spec(c.grid, c.K)
     except ValueError as e:
         raise ValueError(f"grid: {e}") from None
+    from dcnn_dd.train.tasks import get_task
+
+    get_task(c.task).monitored(c.monitor, c.monitor_mode)  # unknown task, metric or direction
     if not isinstance(c.model, dict) or not isinstance(c.model.get("name"), str):
         raise ValueError(f"model={c.model!r}: give a dict with a 'name', e.g. {{'name': 'plain'}}")
     model = build_model(c.model, 2)  # unknown names and arguments (num_classes is the dataset's)

@@ -42,9 +42,12 @@ class Interrupted(KeyboardInterrupt):
 @dataclasses.dataclass
 class Phase:
     """One training phase.  ``step(state, images, labels, ids, epoch, lrs) -> (state, metrics)``
-    with ``metrics['loss']``, ``metrics['accuracy']`` of shape ``(num_nets,)`` or ``()``;
-    ``evaluate(state) -> list`` of validation accuracies, one per network, or a dict with that
-    list as ``val_acc`` and more per-network metrics (e.g. ``val_top5``) for the epoch record."""
+    with ``metrics['loss']`` and (optional, the record's ``train_acc``) ``metrics['accuracy']`` of
+    shape ``(num_nets,)`` or ``()``; ``evaluate(state) -> list`` of the monitored validation metric,
+    one value per network, or a dict with that list under the ``monitor`` key and more per-network
+    metrics (e.g. ``val_top5``) for the epoch record.  ``monitor`` (default ``val_acc``) and
+    ``monitor_mode`` (``max``: higher is better; ``min``, e.g. for ``val_loss``) drive the plateau
+    rule; ``until`` reads the records."""
 
     name: str
     epochs: int
@@ -55,6 +58,8 @@ class Phase:
     plateau_patience: int | None = 5
     extra_epochs: int = 0
     until: Callable[[list], bool] | None = None  # stop early once true (checked from `epochs` on)
+    monitor: str = "val_acc"
+    monitor_mode: str = "max"
 
 
 @dataclasses.dataclass
@@ -110,10 +115,11 @@ def run_phase(
     ``on_epoch(history)`` is called after every epoch with all epoch records so far."""
     n = phase.num_nets
     meta = {"epoch": 0, "step_in_epoch": 0, "done": False, "history": [], "elapsed_s": 0.0, "train_s": 0.0,
-            "plateau": [Plateau(patience=phase.plateau_patience or 1).to_json() for _ in range(n)]}
+            "plateau": [Plateau(patience=phase.plateau_patience or 1, mode=phase.monitor_mode).to_json()
+                        for _ in range(n)]}
     if store.latest() is not None:
         state, meta = store.restore(state)
-        _check_meta(meta, n, store)
+        _check_meta(meta, n, store, phase.monitor)
     history = list(meta["history"])
     if meta["done"]:
         return state, history
@@ -147,12 +153,14 @@ def run_phase(
             lr_arr = jnp.asarray(lrs if n > 1 else lrs[0], jnp.float32)
             t_epoch = time.perf_counter()
             sums = np.zeros((2, n))
+            has_acc = bool(history) and "train_acc" in history[-1]  # as the epoch before, if no step runs
             pending = None
             bar = tqdm(total=steps, initial=start, desc=f"{phase.name} {epoch + 1}/{phase.epochs}" + ("+" if epoch >= phase.epochs else ""), disable=not show,
                        leave=False, dynamic_ncols=True)
 
             def check(m, s):
-                loss, acc = _vec(m["loss"], n), _vec(m["accuracy"], n)
+                nonlocal has_acc
+                loss = _vec(m["loss"], n)
                 if not all(math.isfinite(v) for v in loss):
                     raise NonFiniteLossError(
                         f"{phase.name}: the training loss became {loss} at epoch {epoch + 1}, step {s + 1} "
@@ -160,9 +168,11 @@ def run_phase(
                         "Lower the learning rate or check the data, then start over (--restart) or use a new --run-dir."
                     )
                 sums[0] += loss
-                sums[1] += acc
+                has_acc = "accuracy" in m
+                acc = _vec(m["accuracy"], n) if has_acc else []
+                sums[1] += acc if has_acc else 0.0
                 bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(loss):.3f}", acc=f"{np.mean(acc):.3f}")
+                bar.set_postfix(loss=f"{np.mean(loss):.3f}", **({"acc": f"{np.mean(acc):.3f}"} if has_acc else {}))
 
             batches = pipeline.batches(data.source, seed=data.seed, epoch=epoch, batch_size=data.batch_size,
                                        start_step=start, sharding=data.sharding, steps=steps)
@@ -194,8 +204,11 @@ def run_phase(
             ev = phase.evaluate(state)
             more = {}
             if isinstance(ev, dict):
-                more = {k: _plain([float(x) for x in v], n) for k, v in ev.items() if k != "val_acc"}
-                ev = ev["val_acc"]
+                if phase.monitor not in ev:
+                    raise ValueError(f"{phase.name}: the evaluation gives {sorted(ev)}, not the monitored "
+                                     f"{phase.monitor!r}")
+                more = {k: _plain([float(x) for x in v], n) for k, v in ev.items() if k != phase.monitor}
+                ev = ev[phase.monitor]
             val = [float(v) for v in ev]
             elapsed += time.perf_counter() - t_eval
             ran = steps - start
@@ -203,8 +216,9 @@ def run_phase(
                 plateaus = [p.update(v) for p, v in zip(plateaus, val)]
             record = {
                 "phase": phase.name, "epoch": epoch + 1, "lr": _plain(lrs, n),
-                "train_loss": _plain(list(sums[0] / max(ran, 1)), n), "train_acc": _plain(list(sums[1] / max(ran, 1)), n),
-                "val_acc": _plain(val, n), **more, "train_s": train_s, "elapsed_s": elapsed,
+                "train_loss": _plain(list(sums[0] / max(ran, 1)), n),
+                **({"train_acc": _plain(list(sums[1] / max(ran, 1)), n)} if has_acc else {}),
+                phase.monitor: _plain(val, n), **more, "train_s": train_s, "elapsed_s": elapsed,
             }
             history.append(record)
             epoch, start = epoch + 1, 0
@@ -213,13 +227,13 @@ def run_phase(
             if on_epoch is not None:
                 on_epoch(list(history))
             if jax.process_index() == 0:
-                tqdm.write(_format(record))
+                tqdm.write(_format(record, phase.monitor))
             if finished:
                 break
     return state, history
 
 
-def _check_meta(meta, n: int, store) -> None:
+def _check_meta(meta, n: int, store, monitor: str = "val_acc") -> None:
     """A restored meta record as :func:`run_phase` writes it; a tampered or truncated one (wrong
     types, missing keys, a plateau state of the wrong length) is a :class:`CheckpointError`."""
     def bad(why):
@@ -240,7 +254,7 @@ def _check_meta(meta, n: int, store) -> None:
         if isinstance(meta[k], bool) or not isinstance(meta[k], (int, float)) or not math.isfinite(meta[k]):
             raise bad(f"{k}={meta[k]!r}")
     h = meta["history"]
-    if not isinstance(h, list) or not all(isinstance(r, dict) and "val_acc" in r for r in h):
+    if not isinstance(h, list) or not all(isinstance(r, dict) and monitor in r for r in h):
         raise bad("history is not a list of epoch records")
     p = meta["plateau"]
     if not isinstance(p, list) or len(p) != n:
@@ -260,9 +274,9 @@ def _first_step(state):
     return step.reshape(-1)[0] if getattr(step, "ndim", 0) else step
 
 
-def _format(r: dict) -> str:
+def _format(r: dict, monitor: str = "val_acc") -> str:
     def f(v):
         return "/".join(f"{x:.4f}" for x in v) if isinstance(v, list) else f"{v:.4f}"
 
-    return (f"{r['phase']:>7} epoch {r['epoch']:>3}  loss {f(r['train_loss'])}  val acc {f(r['val_acc'])}  "
-            f"lr {f(r['lr'])}  {r['elapsed_s']:.1f}s")
+    return (f"{r['phase']:>7} epoch {r['epoch']:>3}  loss {f(r['train_loss'])}  {monitor.replace('_', ' ')} "
+            f"{f(r[monitor])}  lr {f(r['lr'])}  {r['elapsed_s']:.1f}s")

@@ -39,7 +39,8 @@ class Train:
     (``results[name]``; the state itself is then dropped).  ``until(results)`` -> a stopping
     rule ``history -> bool`` checked from ``epochs`` on, or None; ``extra_epochs`` are only run
     under a stopping rule (without one they are dropped: the phase trains ``epochs``).  ``optional``:
-    skipped (no history) when ``epochs`` is 0."""
+    skipped (no history) when ``epochs`` is 0.  ``monitor``, ``monitor_mode``: the record key that
+    drives the plateau rule and its direction, as for :class:`~.loop.Phase`."""
 
     name: str
     epochs: int
@@ -54,6 +55,8 @@ class Train:
     until: Callable[[dict], Callable[[list], bool] | None] | None = None
     keep: Callable[[Any], Any] | None = None
     optional: bool = False
+    monitor: str = "val_acc"
+    monitor_mode: str = "max"
 
 
 @dataclasses.dataclass
@@ -130,7 +133,8 @@ def run_phases(phases: Sequence[Train | Deferred | Compute], run_dir: RunDir, *,
         histories[p.name] = []
         until = p.until(results) if p.until is not None else None
         phase = Phase(p.name, p.epochs, p.schedule, p.step, p.evaluate, p.num_nets, p.plateau_patience,
-                      extra_epochs=p.extra_epochs if until is not None else 0, until=until)
+                      extra_epochs=p.extra_epochs if until is not None else 0, until=until, monitor=p.monitor,
+                      monitor_mode=p.monitor_mode)
 
         def on_epoch(history, name=p.name):
             histories[name] = history

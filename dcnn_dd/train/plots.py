@@ -11,38 +11,40 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def accuracy_curves(histories: dict, path) -> Path:
+def accuracy_curves(histories: dict, path, key: str = "val_acc") -> Path:
     """Left: accuracy per epoch, GNet-T drawn from the epoch its sub-networks ended (same total
     epochs on the x-axis, as the paper's protocol); the sub-networks' curves for reference.
-    Right: the same against wall time, GNet-T's clock starting with its sub-networks."""
+    Right: the same against wall time, GNet-T's clock starting with its sub-networks.  ``key``:
+    the validation metric drawn (the monitored one, e.g. ``val_loss``)."""
     fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
     snets, gt, gr = histories.get("snets", []), histories.get("gnet_t", []), histories.get("gnet_r", [])
     comp = (histories.get("compose") or [{}])[0]
     n_s = len(snets)
     t_s = (snets[-1]["elapsed_s"] if snets else 0.0) + comp.get("compose_s", 0.0)
     if snets:
-        K = len(snets[0]["val_acc"]) if isinstance(snets[0]["val_acc"], list) else 1  # noqa: N806
+        K = len(snets[0][key]) if isinstance(snets[0][key], list) else 1  # noqa: N806
         for k in range(K):
-            acc = [r["val_acc"][k] if K > 1 else r["val_acc"] for r in snets]
+            acc = [r[key][k] if K > 1 else r[key] for r in snets]
             label = "SNet-1..K" if k == 0 else None
             ax_e.plot(range(1, n_s + 1), acc, color="0.6", lw=1, marker=".", label=label)
             ax_t.plot([r["elapsed_s"] for r in snets], acc, color="0.6", lw=1, marker=".", label=label)
     if gt:
-        init = comp.get("gnet_t_init_acc")
+        init = comp.get("gnet_t_init_" + key[len("val_"):])
         xs_e = ([n_s] if init is not None else []) + [n_s + r["epoch"] for r in gt]
         xs_t = ([t_s] if init is not None else []) + [t_s + r["elapsed_s"] for r in gt]
-        ys = ([init] if init is not None else []) + [r["val_acc"] for r in gt]
+        ys = ([init] if init is not None else []) + [r[key] for r in gt]
         ax_e.plot(xs_e, ys, color="C0", marker="o", label="GNet-T (composed, fine-tuned)")
         ax_t.plot(xs_t, ys, color="C0", marker="o", label="GNet-T pipeline")
     if gr:
-        ax_e.plot([r["epoch"] for r in gr], [r["val_acc"] for r in gr], color="C3", marker="s", label="GNet-R (random init)")
-        ax_t.plot([r["elapsed_s"] for r in gr], [r["val_acc"] for r in gr], color="C3", marker="s", label="GNet-R")
-        ax_t.axhline(gr[-1]["val_acc"], color="C3", lw=0.8, ls=":")
-    ax_e.set(xlabel="epoch (SNets, then GNet-T)", ylabel="validation accuracy", title="accuracy per epoch")
-    ax_t.set(xlabel="wall time [s]", ylabel="validation accuracy", title="accuracy against wall time")
+        ax_e.plot([r["epoch"] for r in gr], [r[key] for r in gr], color="C3", marker="s", label="GNet-R (random init)")
+        ax_t.plot([r["elapsed_s"] for r in gr], [r[key] for r in gr], color="C3", marker="s", label="GNet-R")
+        ax_t.axhline(gr[-1][key], color="C3", lw=0.8, ls=":")
+    what = "accuracy" if key == "val_acc" else key
+    ax_e.set(xlabel="epoch (SNets, then GNet-T)", ylabel=f"validation {what}", title=f"{what} per epoch")
+    ax_t.set(xlabel="wall time [s]", ylabel=f"validation {what}", title=f"{what} against wall time")
     for ax in (ax_e, ax_t):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="lower right" if key == "val_acc" else "best")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -92,18 +92,28 @@ PAPER_SCHEDULES = {
 @dataclasses.dataclass(frozen=True)
 class Plateau:
     """The paper's adaptive rule: divide the learning rate by ``sqrt(10)`` when the validation
-    accuracy has not improved for ``patience`` epochs (Sections 3.1.1, 3.1.2).  Immutable:
-    :meth:`update` returns the next state, so it can be checkpointed as JSON."""
+    accuracy has not improved for ``patience`` epochs (Sections 3.1.1, 3.1.2).  ``mode``: the
+    monitored metric's direction, ``max`` (the paper's accuracy: higher is better) or ``min``
+    (e.g. ``val_loss``: an improvement is a strictly lower value); ``best`` None: nothing seen yet
+    (-inf for ``max``, +inf for ``min``).  Immutable: :meth:`update` returns the next state, so it
+    can be checkpointed as JSON (a state without ``mode``, as older runs saved it, is ``max``)."""
 
     patience: int = 5
     factor: float = 10 ** -0.5
-    best: float = -math.inf
+    best: float | None = None
     wait: int = 0
     scale: float = 1.0
+    mode: str = "max"
 
-    def update(self, val_acc: float) -> Plateau:
-        if val_acc > self.best:
-            return dataclasses.replace(self, best=float(val_acc), wait=0)
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"plateau mode={self.mode!r}: choose 'max' or 'min'")
+        if self.best is None:
+            object.__setattr__(self, "best", -math.inf if self.mode == "max" else math.inf)
+
+    def update(self, value: float) -> Plateau:
+        if (value > self.best) if self.mode == "max" else (value < self.best):
+            return dataclasses.replace(self, best=float(value), wait=0)
         wait = self.wait + 1
         if wait >= self.patience:
             return dataclasses.replace(self, wait=0, scale=self.scale * self.factor)
@@ -116,8 +126,6 @@ class Plateau:
 
     @classmethod
     def from_json(cls, d: dict) -> Plateau:
-        d = dict(d)
-        d["best"] = -math.inf if d.get("best") is None else d["best"]
         return cls(**d)
 
 

@@ -22,11 +22,12 @@ from dcnn_dd.grid import Grid
 from dcnn_dd.models.pooling import with_regional_pool
 from dcnn_dd.train.config import Config, build_grid, build_model
 from dcnn_dd.train.state import default_tx
+from dcnn_dd.train.tasks import CLASSIFICATION, Task, get_task
 from dcnn_dd.tree import init_variables
 
 # Config fields a Setup is built from; Setup.reconfigured may change any other field.
 BUILT_FROM = ("dataset", "train_size", "test_size", "val_fraction", "val_seed", "image_size", "model", "K", "grid",
-              "augment", "batch_size", "eval_batch_size")
+              "augment", "batch_size", "eval_batch_size", "task")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -42,7 +43,8 @@ class Setup:
     mesh's devices; ``mean``: the training set's channel mean (the input normalisation, with the
     training source's ``pixel_scale``).  ``val_source``: what the per-epoch evaluation (plateau rule,
     stopping rule, time-to-target) runs on: the very ``test_source`` unless a validation split was
-    held out (``Config.val_fraction``) or given (``build_setup(..., val=...)``)."""
+    held out (``Config.val_fraction``) or given (``build_setup(..., val=...)``).
+    ``task``: the loss, metrics and composed head (:mod:`~dcnn_dd.train.tasks`, ``Config.task``)."""
 
     config: Config
     train_source: object
@@ -59,6 +61,7 @@ class Setup:
     data_mesh: jax.sharding.Mesh
     subnet_mesh: jax.sharding.Mesh
     eval_batch: int
+    task: Task = CLASSIFICATION
     val_source: object = None  # None: the test source
 
     def __post_init__(self):
@@ -147,11 +150,13 @@ def load_data(config: Config, *, train=None, test=None, val=None, data_path=None
 def build_setup(config: Config, *, train=None, test=None, val=None, data_path=None, data_dir=None,
                 num_devices: int | None = None, plan: bool = True) -> Setup:
     """Make ``config``'s device meshes, load its data, build its models and grid, and derive and
-    check the plan that composes them, in that order.  Every check that can fail does so here,
-    before anything is trained or written (a network that cannot be composed included).
-    ``train``, ``test`` (together), ``val``: sources of your own instead of ``config.dataset``'s
-    (:func:`load_data`).  ``plan=False``: no plan (``setup.plan`` None), for a setup that only
-    times or trains the networks and never composes them (:mod:`~dcnn_dd.train.timing`)."""
+    check the plan that composes them (with the head of ``config.task``), in that order; the data's
+    targets are checked against the task (:meth:`~dcnn_dd.train.tasks.Task.check`), and the
+    network's output width is the task's (the classes, or ``prod(target_shape)``).  Every check that
+    can fail does so here, before anything is trained or written (a network that cannot be composed
+    included).  ``train``, ``test`` (together), ``val``: sources of your own instead of
+    ``config.dataset``'s (:func:`load_data`).  ``plan=False``: no plan (``setup.plan`` None), for a
+    setup that only times or trains the networks and never composes them (:mod:`~dcnn_dd.train.timing`)."""
     c = config  # a Config checks its fields when it is made
     if c.augment not in aug.PRESETS:
         raise ValueError(f"augment={c.augment!r}: choose one of {sorted(aug.PRESETS)}")
@@ -162,21 +167,32 @@ def build_setup(config: Config, *, train=None, test=None, val=None, data_path=No
     train_source, val_source, test_source = load_data(c, train=train, test=test, val=val, data_path=data_path,
                                                       data_dir=data_dir)
     image_shape = tuple(train_source.image_shape)
+    # ---- the task: targets that fit it, the network's output width (classes, or prod(target_shape))
+    task = get_task(c.task)
+    task.check(train_source, "training")
+    task.check(test_source, "test")
+    if val_source is not test_source:
+        task.check(val_source, "validation")
+    width = task.output_width(train_source)
+    if task.output_width(test_source) != width:
+        raise ValueError(f"task={c.task!r}: the training data has {width} outputs per target, the test data "
+                         f"{task.output_width(test_source)}")
     mean = np.asarray(sources.channel_mean(train_source), np.float32)
     # ---- models and grid
-    model = build_model(c.model, train_source.num_classes)
+    model = build_model(c.model, width)
     grid = build_grid(c.grid, image_shape)
     if grid.K != c.K:
         raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
     if getattr(model, "pooling", None) == "regional":  # the regions come from the grid
         model = with_regional_pool(model, grid, (1, *image_shape))
     sub = model.subnet(c.K)
-    # ---- the plan (2.11)-(2.14), checked; its time is charged to GNet-T's pipeline (compose_s)
+    # ---- the plan (2.11)-(2.14) with the task's head ((2.14) sum, (2.22) mean), checked; its time is
+    # charged to GNet-T's pipeline (compose_s)
     t0 = time.perf_counter()
-    checked = plan_for(model, sub, grid, input_shape=(1, *image_shape)) if plan else None
+    checked = plan_for(model, sub, grid, input_shape=(1, *image_shape), head=task.head) if plan else None
     plan_s = time.perf_counter() - t0 if plan else 0.0
     n = data_mesh.devices.size
     return Setup(config=c, train_source=train_source, test_source=test_source, image_shape=image_shape, mean=mean,
                  augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=default_tx(), plan=checked,
                  plan_s=plan_s, data_mesh=data_mesh, subnet_mesh=subnet_mesh,
-                 eval_batch=-(-c.eval_batch_size // n) * n, val_source=val_source)
+                 eval_batch=-(-c.eval_batch_size // n) * n, task=task, val_source=val_source)

@@ -6,7 +6,9 @@ mutable collections, e.g. BatchNorm's ``batch_stats``); the ``intermediates`` th
 optimiser state (``optax.inject_hyperparams``, :func:`default_tx`): :func:`train_step` takes the
 rate as an argument and writes it into that state before the update
 (:func:`with_learning_rate`), so the host can apply any schedule and the plateau rule per epoch
-(and per sub-network: the K states of a stack hold K rates) without recompiling.
+(and per sub-network: the K states of a stack hold K rates) without recompiling.  What the steps
+minimise and measure is a :class:`~dcnn_dd.train.tasks.Task` (default: classification, softmax
+cross-entropy, top-1 and top-5).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dcnn_dd.train.tasks import CLASSIFICATION, Task, cross_entropy, top_k_correct  # noqa: F401 (re-exported)
 from dcnn_dd.tree import split_variables
 
 @flax.struct.dataclass
@@ -93,20 +96,18 @@ def compose_opt_state(plan, stacked_opt_state, params):
     return jax.tree.map(one, stacked_opt_state, is_leaf=like_params)
 
 
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
-def train_step(model, tx, state: TrainState, x, labels, lr):
-    """One optimiser step on a batch: softmax cross-entropy, ``tx`` at learning rate ``lr``,
+def train_step(model, tx, state: TrainState, x, labels, lr, task: Task = CLASSIFICATION):
+    """One optimiser step on a batch: the mean of ``task``'s per-sample loss (default: softmax
+    cross-entropy with integer labels, :mod:`~dcnn_dd.train.tasks`), ``tx`` at learning rate ``lr``,
     ``optax.apply_updates``.  With an injected rate (:func:`default_tx`) ``lr`` is written into the
     optimiser state (:func:`with_learning_rate`); any other ``tx`` gives an update *direction*
     (e.g. ``optax.scale_by_adam()``, ``optax.identity()`` for plain gradient steps), scaled by
-    ``-lr``.
+    ``-lr``.  ``labels``: the batch's targets (class labels, or the task's float targets).
 
-    Returns the new state and ``{'loss', 'accuracy'}`` of the batch (before the update).  Pure;
-    BatchNorm statistics are the batch's (its mean over the global batch when ``x`` is sharded,
-    so data-parallel runs keep them consistent across devices)."""
+    Returns the new state and ``{'loss', 'accuracy'}`` of the batch (before the update; ``accuracy``
+    is the batch mean of the task's ``train_metric``, top-1 for classification, and absent where the
+    task has none).  Pure; BatchNorm statistics are the batch's (its mean over the global batch when
+    ``x`` is sharded, so data-parallel runs keep them consistent across devices)."""
     mutable = list(state.model_state)
 
     def loss_fn(params):
@@ -115,7 +116,7 @@ def train_step(model, tx, state: TrainState, x, labels, lr):
             logits, new_ms = model.apply(variables, x, train=True, mutable=mutable)
         else:
             logits, new_ms = model.apply(variables, x, train=True), {}
-        return cross_entropy(logits, labels).mean(), (logits, new_ms)
+        return task.loss(logits, labels).mean(), (logits, new_ms)
 
     (loss, (logits, new_ms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     if has_learning_rate(state.opt_state):
@@ -125,24 +126,19 @@ def train_step(model, tx, state: TrainState, x, labels, lr):
         lr = jnp.asarray(lr, jnp.float32)
         updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
-    acc = jnp.mean(jnp.argmax(logits, -1) == labels)
+    metrics = {"loss": loss}
+    if task.train_metric is not None:
+        metrics["accuracy"] = jnp.mean(task.metrics[task.train_metric](logits, labels))
     new = state.replace(step=state.step + 1, params=params, model_state={**state.model_state, **new_ms}, opt_state=opt_state)
-    return new, {"loss": loss, "accuracy": acc}
+    return new, metrics
 
 
-def top_k_correct(logits, labels, k: int = 5):
-    """1 where the label is among the ``k`` largest logits (all of them when there are fewer
-    classes); ties are counted as a hit only when the label's logit is strictly among the top k:
-    the label is a hit iff fewer than k classes have a strictly larger logit."""
-    label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)
-    return jnp.sum(logits > label_logit, axis=-1) < k
-
-
-def eval_step(model, variables, x, labels, mask):
-    """Sums over the unmasked samples: ``{'correct', 'correct_top5', 'loss', 'count'}``, and the logits."""
+def eval_step(model, variables, x, labels, mask, task: Task = CLASSIFICATION):
+    """Sums over the unmasked samples (``mask``) of each of ``task``'s per-sample metrics, of its
+    loss, and their ``count``: ``{<metric>: ..., 'loss', 'count'}`` (classification: ``acc``,
+    ``top5``, ``loss``, ``count``); and the outputs (logits)."""
     logits = model.apply(variables, x, train=False)
     m = mask.astype(jnp.float32)
-    correct = jnp.sum((jnp.argmax(logits, -1) == labels) * m)
-    top5 = jnp.sum(top_k_correct(logits, labels, 5) * m)
-    loss = jnp.sum(cross_entropy(logits, labels) * m)
-    return {"correct": correct, "correct_top5": top5, "loss": loss, "count": jnp.sum(m)}, logits
+    sums = {name: jnp.sum(fn(logits, labels) * m) for name, fn in task.metrics.items()}
+    sums["loss"] = jnp.sum(task.loss(logits, labels) * m)
+    return {**sums, "count": jnp.sum(m)}, logits

@@ -37,39 +37,44 @@ from dcnn_dd.data import pipeline
 from dcnn_dd.grid import decompose_input
 from dcnn_dd.train.setup import Setup
 from dcnn_dd.train.state import create_state, eval_step, train_step
+from dcnn_dd.train.tasks import CLASSIFICATION, Task
 
 
 # ==================================================================== one network, data-parallel
-def data_parallel_train_step(model, tx, mesh, prep: Callable | None = None):
+def data_parallel_train_step(model, tx, mesh, prep: Callable | None = None, *, task: Task = CLASSIFICATION):
     """``model``'s training step, data-parallel over ``mesh`` (parameters replicated, the state
-    donated); ``prep(x, ids, epoch, train=True)`` is applied to the batch on device first."""
+    donated); ``prep(x, ids, epoch, train=True)`` is applied to the batch on device first;
+    ``task``: the loss (:mod:`~dcnn_dd.train.tasks`)."""
     rep = sharding.replicated(mesh)
 
     def step(state, x, labels, ids, epoch, lr):
         x = x if prep is None else prep(x, ids, epoch, True)
-        return train_step(model, tx, state, x, labels, lr)
+        return train_step(model, tx, state, x, labels, lr, task)
 
     return jax.jit(step, out_shardings=(rep, rep), donate_argnums=0)
 
 
-def data_parallel_eval_step(model, mesh, prep: Callable | None = None):
-    """``(variables, x, labels, ids, mask) -> ({'correct', 'correct_top5', 'count'}, logits)``,
-    data-parallel over ``mesh``; ``prep(x, ids, 0, train=False)`` first if given."""
+def data_parallel_eval_step(model, mesh, prep: Callable | None = None, *, task: Task = CLASSIFICATION):
+    """``(variables, x, labels, ids, mask) -> (sums, logits)``, the sums of ``task``'s metrics, loss
+    and count (:func:`~dcnn_dd.train.state.eval_step`), data-parallel over ``mesh``;
+    ``prep(x, ids, 0, train=False)`` first if given."""
 
     def step(v, x, labels, ids, mask):
         x = x if prep is None else prep(x, ids, 0, False)
-        return eval_step(model, v, x, labels, mask)
+        return eval_step(model, v, x, labels, mask, task)
 
     return jax.jit(step, out_shardings=sharding.replicated(mesh))
 
 
 def global_train_step(setup: Setup, model=None):
     """GNet's data-parallel training step (or ``model``'s, another network on the whole image)."""
-    return data_parallel_train_step(setup.model if model is None else model, setup.tx, setup.data_mesh, setup.prep)
+    return data_parallel_train_step(setup.model if model is None else model, setup.tx, setup.data_mesh, setup.prep,
+                                    task=setup.task)
 
 
 def global_eval_step(setup: Setup, model=None):
-    return data_parallel_eval_step(setup.model if model is None else model, setup.data_mesh, setup.prep)
+    return data_parallel_eval_step(setup.model if model is None else model, setup.data_mesh, setup.prep,
+                                   task=setup.task)
 
 
 def global_state(setup: Setup, variables, opt_state=None):
@@ -112,13 +117,15 @@ def subnet_state(setup: Setup, stacked_variables, strategy: str):
     return sharding.put_global(subnet_host_state(setup, stacked_variables), subnet_sharding(setup, strategy))
 
 
-def stacked_train_step(sub, tx, grid, strategy: str, *, mesh, inner: str = "sequential", prep: Callable | None = None):
+def stacked_train_step(sub, tx, grid, strategy: str, *, mesh, inner: str = "sequential", prep: Callable | None = None,
+                       task: Task = CLASSIFICATION):
     """The training step of ``grid.K`` stacked sub-networks ``sub``:
     ``(state, images, labels, ids, epoch, lrs) -> (state, metrics)``.  The whole images are
     preprocessed (``prep(images, ids, epoch, train=True)``, e.g. augmented) and then decomposed
     into the K sub-images (2.6); network k steps at its own rate ``lrs[k]``; ``strategy`` and
-    ``inner`` as in :func:`dcnn_dd.sharding.kmap` over the ``subnet`` ``mesh``."""
-    one = lambda st, x, lab, lr: train_step(sub, tx, st, x, lab, lr)  # noqa: E731
+    ``inner`` as in :func:`dcnn_dd.sharding.kmap` over the ``subnet`` ``mesh``.  Every sub-network
+    learns the whole target with ``task``'s loss (Algorithm 1, step 1)."""
+    one = lambda st, x, lab, lr: train_step(sub, tx, st, x, lab, lr, task)  # noqa: E731
     mapped = sharding.kmap(one, strategy, K=grid.K, in_axes=(0, 0, None, 0), mesh=mesh, inner=inner)
     out = stacked_sharding(grid.K, strategy, mesh)
 
@@ -129,9 +136,10 @@ def stacked_train_step(sub, tx, grid, strategy: str, *, mesh, inner: str = "sequ
     return jax.jit(step, out_shardings=(out, sharding.replicated(out.mesh)), donate_argnums=0)
 
 
-def stacked_eval_step(sub, grid, strategy: str, *, mesh, inner: str = "sequential", prep: Callable | None = None):
+def stacked_eval_step(sub, grid, strategy: str, *, mesh, inner: str = "sequential", prep: Callable | None = None,
+                      task: Task = CLASSIFICATION):
     """``(stacked variables, images, labels, ids, mask) -> (sums (K,), logits (K, B, C))``."""
-    one = lambda v, x, lab, mask: eval_step(sub, v, x, lab, mask)  # noqa: E731
+    one = lambda v, x, lab, mask: eval_step(sub, v, x, lab, mask, task)  # noqa: E731
     mapped = sharding.kmap(one, strategy, K=grid.K, in_axes=(0, 0, None, None), mesh=mesh, inner=inner)
 
     def raw(v, images, labels, ids, mask):
@@ -146,12 +154,12 @@ def subnet_train_step(setup: Setup, strategy: str):
     normalisation and augmentation)."""
     c = setup.config
     return stacked_train_step(setup.sub, setup.tx, setup.grid, strategy, mesh=setup.subnet_mesh, inner=c.inner,
-                              prep=setup.prep)
+                              prep=setup.prep, task=setup.task)
 
 
 def subnet_eval_step(setup: Setup, strategy: str):
     return stacked_eval_step(setup.sub, setup.grid, strategy, mesh=setup.subnet_mesh, inner=setup.config.inner,
-                             prep=setup.prep)
+                             prep=setup.prep, task=setup.task)
 
 
 def choose_strategy(setup: Setup, stacked_variables, steps: Steps | None = None) -> tuple[str, dict]:
@@ -185,15 +193,16 @@ def choose_strategy(setup: Setup, stacked_variables, steps: Steps | None = None)
 # ==================================================================== evaluation over a source
 def evaluate(eval_step_fn, variables, source, batch_size: int, sharding_, with_logits: bool = False,
              logit_axis: int = 0) -> dict:
-    """``{'acc', 'top5'}`` of ``variables`` over ``source`` (arrays of shape () or (K,)), and
-    ``'logits'``, ``'labels'`` (in source order) if asked; ``eval_step_fn`` as built above,
-    batches of ``batch_size`` placed with ``sharding_``; ``logit_axis``: the sample axis of the
-    logits (1 for a stack of K networks)."""
+    """The mean of every metric of the eval step over ``source`` (arrays of shape () or (K,)):
+    ``{'acc', 'top5', 'loss'}`` for classification, ``{<metric>..., 'loss'}`` for any task; and
+    ``'logits'``, ``'labels'`` (the outputs and the targets, in source order) if asked;
+    ``eval_step_fn`` as built above, batches of ``batch_size`` placed with ``sharding_``;
+    ``logit_axis``: the sample axis of the logits (1 for a stack of K networks)."""
     sums: dict = {}
     logits, all_labels = [], []
     for images, labels, ids, mask in pipeline.evaluate_batches(source, batch_size, sharding=sharding_):
         s, lg = eval_step_fn(variables, images, labels, ids, mask)
-        for k in ("correct", "correct_top5", "count"):
+        for k in s:
             v = np.asarray(sharding.to_host(s[k]))
             sums[k] = v if k not in sums else sums[k] + v
         if with_logits:
@@ -201,7 +210,9 @@ def evaluate(eval_step_fn, variables, source, batch_size: int, sharding_, with_l
             lg = np.asarray(sharding.to_host(lg))
             logits.append(lg[m] if logit_axis == 0 else lg[:, m])
             all_labels.append(np.asarray(sharding.to_host(labels))[m])
-    out = {"acc": sums["correct"] / sums["count"], "top5": sums["correct_top5"] / sums["count"]}
+    count = sums.pop("count")
+    loss = sums.pop("loss")
+    out = {**{k: v / count for k, v in sums.items()}, "loss": loss / count}
     if with_logits:
         out["logits"] = np.concatenate(logits, axis=logit_axis)
         out["labels"] = np.concatenate(all_labels)
@@ -209,12 +220,12 @@ def evaluate(eval_step_fn, variables, source, batch_size: int, sharding_, with_l
 
 
 def epoch_metrics(evaluate_fn: Callable[[dict], dict]) -> Callable:
-    """A phase's per-epoch ``evaluate(state)``: top-1 (per network) and top-5 of its variables."""
+    """A phase's per-epoch ``evaluate(state)``: ``val_<metric>`` (a list, one value per network) for
+    every metric :func:`evaluate` gives (classification: ``val_acc``, ``val_top5``, ``val_loss``)."""
 
     def fn(state):
         out = evaluate_fn(state.variables)
-        acc, top5 = np.atleast_1d(out["acc"]), np.atleast_1d(out["top5"])
-        return {"val_acc": list(acc), "val_top5": list(top5)}
+        return {f"val_{k}": list(np.atleast_1d(v)) for k, v in out.items() if k not in ("logits", "labels")}
 
     return fn
 
@@ -248,15 +259,16 @@ class Steps:
         return self._get(("subnet_eval", strategy), lambda: subnet_eval_step(self.setup, strategy))
 
     def global_evaluator(self, with_logits: bool = False, source=None) -> Callable[[dict], dict]:
-        """variables -> ``{'acc', 'top5'}`` on the validation set (``setup.val_source``: the test set
-        unless one is held out) or ``source`` (and ``'logits'``, ``'labels'`` if asked)."""
+        """variables -> the task's metrics (:func:`evaluate`; ``{'acc', 'top5', 'loss'}`` for
+        classification) on the validation set (``setup.val_source``: the test set unless one is held
+        out) or ``source`` (and ``'logits'``, ``'labels'`` if asked)."""
         s = self.setup
         fn, src = self.global_eval(), s.val_source if source is None else source
         bsh = sharding.batch_sharding(s.data_mesh)
         return lambda variables: evaluate(fn, variables, src, s.eval_batch, bsh, with_logits)
 
     def subnet_evaluator(self, strategy: str, with_logits: bool = False, source=None) -> Callable[[dict], dict]:
-        """stacked variables -> ``{'acc', 'top5'}`` per sub-network, shape (K,) (and ``'logits'``
+        """stacked variables -> the task's metrics per sub-network, shape (K,) (and ``'logits'``
         (K, N, C), ``'labels'`` if asked), on the validation set (``setup.val_source``) or ``source``."""
         s = self.setup
         fn, src = self.subnet_eval(strategy), s.val_source if source is None else source
