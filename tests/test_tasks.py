@@ -19,7 +19,7 @@ import numpy as np
 import optax
 import pytest
 
-from dcnn_dd.data import sources
+from dcnn_dd.data import from_arrays, sources
 from dcnn_dd.train import REGRESSION, Config, get_task, register_task, tasks
 from dcnn_dd.train.schedules import Plateau
 
@@ -32,9 +32,14 @@ class Toy:
     """A source as the engine reads one (len, take, image_shape, num_classes, target_shape, name,
     subset): uint8 images, and int labels, float targets or 0/1 vectors."""
 
+    pixel_scale = 255.0
+
     def __init__(self, images, targets, num_classes=None, name="toy"):
         self.images, self.targets, self.num_classes, self.name = images, targets, num_classes, name
         self.target_shape = tuple(targets.shape[1:])
+
+    def fingerprint(self):
+        return "toy"
 
     def __len__(self):
         return len(self.images)
@@ -71,8 +76,9 @@ def multilabel_targets(images):
 def toy_sources():
     tr, te = toy_images(128, 0), toy_images(64, 1)
     return {
-        "toy_regression": {"train": Toy(tr, regression_targets(tr)), "test": Toy(te, regression_targets(te))},
-        "toy_multilabel": {"train": Toy(tr, multilabel_targets(tr), 3), "test": Toy(te, multilabel_targets(te), 3)},
+        "toy_regression": {"train": from_arrays(tr, regression_targets(tr), name="toy"), "test": from_arrays(te, regression_targets(te), name="toy")},
+        "toy_multilabel": {"train": from_arrays(tr, multilabel_targets(tr), num_classes=3, name="toy"),
+                           "test": from_arrays(te, multilabel_targets(te), num_classes=3, name="toy")},
         "toy_int_targets": {"train": Toy(tr, (tr[:, 0, 0, 0] % 3).astype(np.int32), 3),
                             "test": Toy(te, (te[:, 0, 0, 0] % 3).astype(np.int32), 3)},
     }
