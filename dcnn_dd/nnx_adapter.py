@@ -160,8 +160,9 @@ class NNXModel:
             ) from e
         return variables
 
-    def merged(self, variables):
-        """A fresh module with ``variables`` (a pure dict, arrays or tracers) in place."""
+    def merged(self, variables, rng=None):
+        """A fresh module with ``variables`` (a pure dict, arrays or tracers) in place; ``rng``: a
+        key its random streams are drawn from (:func:`reseeded`), else the module's own."""
         nnx = flax_nnx()
         flat = dict(nnx.to_flat_state(self.state))
         leaves = _leaves(variables)
@@ -169,16 +170,18 @@ class NNXModel:
         if missing:
             raise ValueError(f"the variables lack leaves of the NNX module {self.name}: {missing[:5]}")
         new = nnx.from_flat_state([(p, flat[p].replace(leaves[name])) for p, name in self._paths])
-        return nnx.merge(self.graphdef, new, self.rest)
+        return nnx.merge(self.graphdef, new, self.rest if rng is None else reseeded(self.rest, rng))
 
-    def apply(self, variables, x, *args, capture_intermediates: bool = False, mutable=False, **kwargs):
+    def apply(self, variables, x, *args, capture_intermediates: bool = False, mutable=False, rngs=None, **kwargs):
         """Run the module with ``variables``.  Like Linen: the output, or with ``mutable`` the pair
         (output, ``{'intermediates': ..., 'variables': ...}``), where ``intermediates`` holds every
         submodule's ``__call__`` outputs as Linen lays them out (``{'conv1': {'__call__': (y,)},
         '__call__': (out,)}``; capture_intermediates=True) and ``variables`` the values after the
-        call (BatchNorm statistics in training mode change)."""
+        call (BatchNorm statistics in training mode change).  ``rngs={"dropout": key}`` (Linen's
+        form): every random stream of the module (``nnx.Dropout``'s) is drawn from ``key``
+        (:func:`reseeded`); the streams' state is not returned (it is not a variable)."""
         nnx = flax_nnx()
-        module = self.merged(variables)
+        module = self.merged(variables, None if rngs is None else rngs["dropout"])
         kwargs = set_mode(module, kwargs)
         caps: dict = {}
         if capture_intermediates:
@@ -217,6 +220,29 @@ class NNXModel:
 
         jax.eval_shape(run, variables, x)
         return kinds
+
+
+def reseeded(rest, key):
+    """``rest`` (a module's RNG state: the ``nnx.RngKey`` and ``nnx.RngCount`` of its streams, e.g.
+    each ``nnx.Dropout``'s) with every stream's key ``fold_in(key, crc32(its path))`` and its count
+    0: fresh streams from one raw key, different per stream, the same for the same key (so a
+    training step's masks depend only on the key it is given, and a resumed run draws them again)."""
+    import zlib
+
+    import jax.numpy as jnp
+
+    nnx = flax_nnx()
+
+    def one(path, v):
+        if isinstance(v, nnx.RngKey):
+            salt = zlib.crc32(state_path(path).encode()) & 0x7FFFFFFF
+            k = jax.random.fold_in(key, salt)
+            return v.replace(k if jnp.issubdtype(k.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(k))
+        if isinstance(v, nnx.RngCount):
+            return v.replace(jnp.zeros((), jnp.uint32))
+        return v
+
+    return nnx.map_state(one, rest)
 
 
 def collection_of(variable) -> str:
@@ -317,4 +343,4 @@ def as_modules(global_model, sub_model):
 
 
 __all__ = ["NNXModel", "as_module", "as_modules", "collection_of", "is_nnx_module", "is_nnx_state", "map_state",
-           "planned_state", "recording", "set_mode", "state_leaves", "state_path", "takes_train"]
+           "planned_state", "recording", "reseeded", "set_mode", "state_leaves", "state_path", "takes_train"]

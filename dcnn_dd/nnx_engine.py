@@ -30,8 +30,13 @@ composition is the same exact block-diagonal one.
 keys, start independently); ``apply`` merges the values into a fresh copy of the module (built
 once per input shape, abstractly) and returns the updated ``batch_stats`` when they are mutable,
 as Linen does.  Without ``train`` the module runs in eval mode (Linen's ``train=False``).
-Modules holding their own random state (``nnx.Rngs``, e.g. ``nnx.Dropout(rngs=...)``) are
-rejected: the engine passes no random streams to a model (as for Linen).  Regional pooling
+Random streams (``nnx.Dropout(rate, rngs=rngs)``, or any layer that keeps an ``nnx.Rngs``): the
+engine's training step passes ``rngs={"dropout": key}`` as for Linen (a key per step and per
+sub-network, from the seed and the phase), and ``apply`` merges the module with fresh streams
+drawn from that key (:func:`~dcnn_dd.nnx_adapter.reseeded`: each stream's key is the given one
+folded with the stream's path, its count 0).  The streams' state is not a variable: it is neither
+checkpointed nor composed, and a resumed run draws the same masks.  Evaluation runs in eval mode
+(no draws).  Regional pooling
 (``model={"pooling": "regional"}``) is a Linen zoo option and not applied to NNX models.
 ``subnet(K)`` tries the class's ``subnet`` at once, abstractly, on 224x224x3 inputs, so a width
 that K does not divide is an error when the configuration is checked, as for Linen.
@@ -44,9 +49,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 
-import jax
-
-from dcnn_dd.nnx_adapter import NNXModel, flax_nnx, unplanned_variables
+from dcnn_dd.nnx_adapter import NNXModel, flax_nnx
 
 
 PROBE_SHAPE = (224, 224, 3)  # inputs on which subnet(K) is tried when K is given (see NNXNet._probe)
@@ -156,11 +159,6 @@ class NNXNet:
         what = f"{self.name}" + ("" if self.K is None else f".subnet({self.K})")
         if not isinstance(module, nnx.Module):
             raise TypeError(f"model {what} built a {type(module).__name__}, not an nnx.Module")
-        rest = nnx.state(module, unplanned_variables())
-        if jax.tree.leaves(rest):
-            raise ValueError(f"model {what}: the module holds random state ({sorted(set(map(str, _paths(rest))))[:3]}, "
-                             "an nnx.Rngs kept by a layer such as nnx.Dropout); the engine passes no random streams "
-                             "to a model during training: build the layers without rngs")
         return module
 
     def model(self, input_shape) -> NNXModel:
@@ -179,19 +177,14 @@ class NNXNet:
         return NNXModel(module, collections=True).init(key, x, *args, train=train, **kwargs)
 
     def apply(self, variables, x, *args, train: bool = False, **kwargs):
-        """As Linen's ``apply``: the output, or with ``mutable`` (output, mutable collections)."""
+        """As Linen's ``apply``: the output, or with ``mutable`` (output, mutable collections);
+        ``rngs={"dropout": key}``: the module's random streams, drawn from ``key``."""
         return self.model(x.shape[1:]).apply(variables, x, *args, train=train, **kwargs)
 
     def module_kinds(self, variables, x, init_kwargs: Mapping | None = None):
         """Every called submodule's path -> (class name, a few attributes) (for verify)."""
         kw = {"train": False, **dict(init_kwargs or {})}
         return self.model(x.shape[1:]).module_kinds(variables, x, kw)
-
-
-def _paths(state):
-    from dcnn_dd.nnx_adapter import state_path
-
-    return [state_path(p) for p, _ in flax_nnx().to_flat_state(state)]
 
 
 __all__ = ["NNXNet", "is_nnx_factory", "nnx_class"]

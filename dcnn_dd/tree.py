@@ -8,10 +8,13 @@ MGRIT solver and the training engine - so they live here, below all of them.
   :func:`take` (network k of a stack), :func:`pad` (repeat the last network up to a length)
 * variables: :func:`init_variables` (``model.init`` on zeros, without ``intermediates``),
   :func:`split_variables` (``params`` and the other collections)
+* calls: :func:`call_kwargs` (``train=`` for models that take it, Dropout's ``rngs``)
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,7 +70,7 @@ def pad(tree, length: int):
 
 def init_variables(model, key, input_shape) -> dict:
     """``model.init`` on zeros of ``input_shape`` (with batch), without ``intermediates``."""
-    variables = model.init(key, jnp.zeros(tuple(input_shape), jnp.float32), train=False)
+    variables = model.init(key, jnp.zeros(tuple(input_shape), jnp.float32), **call_kwargs(model, False))
     return {k: v for k, v in dict(variables).items() if k not in DROP}
 
 
@@ -76,3 +79,29 @@ def split_variables(variables) -> tuple[Any, dict]:
     variables = {k: v for k, v in dict(variables).items() if k not in DROP}
     params = variables.pop("params")
     return params, variables
+
+
+@functools.cache
+def _takes(cls: type, method: str, arg: str) -> bool:
+    """Whether ``cls.method`` takes a keyword ``arg`` (or any keyword); inspected once per class."""
+    try:
+        params = inspect.signature(getattr(cls, method)).parameters
+    except (TypeError, ValueError, AttributeError):
+        return True  # no signature to read: pass it, as before
+    return arg in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def call_kwargs(model, train: bool, rng=None) -> dict:
+    """The keyword arguments of ``model.init`` / ``model.apply`` in the engine: ``train`` where the
+    model takes it (a Linen module's ``__call__``, any other model's ``apply``: one without it is
+    called without it), and ``rngs={"dropout": rng}`` when ``rng`` is given (Linen's Dropout
+    stream; a model whose ``apply`` takes no ``rngs`` is called without them)."""
+    import flax.linen as nn
+
+    linen = isinstance(model, nn.Module)
+    kw = {}
+    if _takes(type(model), "__call__" if linen else "apply", "train"):
+        kw["train"] = train
+    if rng is not None and (linen or _takes(type(model), "apply", "rngs")):
+        kw["rngs"] = {"dropout": rng}
+    return kw

@@ -44,6 +44,13 @@ def nnx_engine_block():
     return block
 
 
+def linen_engine_block():
+    """Training the front page's MyNet with the engine: the one block on any page that registers a
+    subclass of MyNet (it continues the front page's first block)."""
+    (block,) = [b for b in python_blocks() if "(MyNet)" in b[1] and "register_model(" in b[1]]
+    return block
+
+
 def engine_block():
     """The training engine's example (`Config` and `run_algorithm1`): the block of docs/engine.md
     that registers no task."""
@@ -72,7 +79,8 @@ def cnn_dnn_blocks():
 
 def executed_blocks():
     """Every block some test runs: test_readme.py, test_cnn_dnn.py and test_tasks.py run exactly these."""
-    return [functional_api_block(), nnx_api_block(), nnx_engine_block(), engine_block(), tasks_block(),
+    return [functional_api_block(), nnx_api_block(), nnx_engine_block(), linen_engine_block(), engine_block(),
+            tasks_block(),
             layer_parallel_block(), *cnn_dnn_blocks()]
 
 

@@ -68,11 +68,28 @@ def snapshot() -> dict:
             "partitions": plans("partitions"), "cnn_dnn": plans("cnn_dnn"), "layer_parallel": plans("layer_parallel")}
 
 
+def without_new_defaults(got, expected):
+    """``got`` without the ``Config`` fields added since ``presets.json`` was written (absent from
+    ``expected``) where they hold their defaults: a new field at its default changes no preset, a
+    new field set by a preset is a change."""
+    if isinstance(got, list) and isinstance(expected, list) and len(got) == len(expected):
+        return [without_new_defaults(g, e) for g, e in zip(got, expected)]
+    if not (isinstance(got, dict) and isinstance(expected, dict)):
+        return got
+    out = {k: without_new_defaults(v, expected.get(k)) for k, v in got.items()}
+    if got.get("__type__") == "Config":
+        from dcnn_dd.train import Config
+
+        defaults = Config().to_json()
+        out = {k: v for k, v in out.items() if k in expected or k not in defaults or v != defaults[k]}
+    return out
+
+
 @pytest.mark.parametrize("experiment", ["quickstart", "payoff", "cifar", "partitions", "cnn_dnn", "layer_parallel"])
 def test_presets_unchanged(experiment):
     expected = json.loads(EXPECTED.read_text())[experiment]
     got = json.loads(json.dumps(snapshot()[experiment]))
-    assert got == expected
+    assert without_new_defaults(got, expected) == expected
 
 
 if __name__ == "__main__":

@@ -3,11 +3,20 @@ cannot drift from the code).  The CNN-DNN page's two examples run in tests/test_
 tests/test_docs.py checks that every python block of every page is run by one of these tests."""
 
 from tests.docs_pages import (
-    engine_block, functional_api_block, layer_parallel_block, nnx_api_block, nnx_engine_block, run_stubbed,
+    engine_block, functional_api_block, layer_parallel_block, linen_engine_block, nnx_api_block, nnx_engine_block,
+    run_stubbed,
 )
 
 
-def test_readme_example_runs(capsys):
+def test_readme_example_runs(capsys, monkeypatch):
+    """The front page's example; then docs/api.md's registration of its MyNet with the engine, in the
+    same namespace, with `run_algorithm1` stubbed: a valid Config whose model is the front page's
+    MyNet and whose sub-network has the front page's `subnet` shapes (so the plan above applies)."""
+    import jax
+
+    import dcnn_dd.train as train
+    from dcnn_dd.train import config as config_mod
+
     page, block = functional_api_block()
     namespace = {}
     exec(compile(block, page, "exec"), namespace)  # noqa: S102
@@ -15,6 +24,19 @@ def test_readme_example_runs(capsys):
     assert "(2.13) first FC" in out and "(2.11) first layer" in out
     diff = float(out.strip().splitlines()[-1])
     assert diff < 1e-4
+
+    monkeypatch.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
+    calls = []
+    monkeypatch.setattr(train, "run_algorithm1", lambda *a, **k: calls.append((a, k)) or {}, raising=False)
+    page, block = linen_engine_block()
+    exec(compile(block, page, "exec"), namespace)  # noqa: S102
+    ((config, run_dir), kw), = calls
+    assert isinstance(config, train.Config) and run_dir == "results/my_linen_run" and not kw
+    model = config_mod.build_model(config.model, 10)
+    assert isinstance(model, namespace["MyNet"]) and (model.width, model.hidden) == (32, 64)
+    x = jax.ShapeDtypeStruct((1, *namespace["grid"].sub_shape, 1), "float32")
+    shapes = [jax.eval_shape(m.init, jax.random.PRNGKey(0), x) for m in (model.subnet(config.K), namespace["subnet"])]
+    assert jax.tree.map(lambda a: a.shape, shapes[0]) == jax.tree.map(lambda a: a.shape, shapes[1])
 
 
 def test_nnx_example_runs(capsys):

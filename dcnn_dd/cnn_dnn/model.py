@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from dcnn_dd import sharding
 from dcnn_dd.cnn_dnn.aggregate import DNN
 from dcnn_dd.grid import Grid, decompose_input
-from dcnn_dd.tree import init_variables, stack
+from dcnn_dd.tree import call_kwargs, init_variables, stack
 
 INNER = ("vmap", "sequential")
 
@@ -76,28 +76,32 @@ class CNNDNN:
     def K(self) -> int:  # noqa: N802
         return self.grid.K
 
-    def local_logits(self, local_vars, x, train: bool = False, mutable=False):
+    def local_logits(self, local_vars, x, train: bool = False, mutable=False, rngs=None):
         """(K, B, classes) logits of the K local CNNs on their sub-images of ``x`` (and their
-        updated state, stacked, when ``mutable``)."""
+        updated state, stacked, when ``mutable``); ``rngs={"dropout": key}``: local CNN k draws
+        from ``fold_in(key, k)``, as sub-network k of Algorithm 1's stacked step."""
         xs = decompose_input(x, self.grid)
 
-        def one(v, xk):
-            return self.local.apply(v, xk, train=train, mutable=mutable) if mutable else \
-                self.local.apply(v, xk, train=train)
+        def one(v, xk, key=None):
+            kw = call_kwargs(self.local, train, key)
+            return self.local.apply(v, xk, mutable=mutable, **kw) if mutable else self.local.apply(v, xk, **kw)
 
-        return sharding.kmap(one, self.inner, K=self.K, in_axes=(0, 0))(local_vars, xs)
+        if rngs is None:
+            return sharding.kmap(one, self.inner, K=self.K, in_axes=(0, 0))(local_vars, xs)
+        keys = jax.vmap(lambda k: jax.random.fold_in(rngs["dropout"], k))(jnp.arange(self.K))
+        return sharding.kmap(one, self.inner, K=self.K, in_axes=(0, 0, 0))(local_vars, xs, keys)
 
     def aggregate(self, dnn_vars, local_logits):
         """The DNN on the local class probabilities: (K, B, classes) logits -> (B, classes)."""
         probs = jnp.swapaxes(jax.nn.softmax(local_logits, axis=-1), 0, 1)  # (B, K, classes)
         return self.dnn.apply(dnn_vars, probs)
 
-    def apply(self, variables, x, train: bool = False, mutable=False):
+    def apply(self, variables, x, train: bool = False, mutable=False, rngs=None):
         local_vars, dnn_vars = split(variables)
         if mutable:
-            logits, new = self.local_logits(local_vars, x, train, mutable)
+            logits, new = self.local_logits(local_vars, x, train, mutable, rngs)
             return self.aggregate(dnn_vars, logits), {col: {"local": tree} for col, tree in new.items()}
-        return self.aggregate(dnn_vars, self.local_logits(local_vars, x, train))
+        return self.aggregate(dnn_vars, self.local_logits(local_vars, x, train, rngs=rngs))
 
     def init(self, key, x, train: bool = False) -> dict:
         """Independent random initialisations: local CNN k from ``fold``-split keys (as
@@ -116,6 +120,6 @@ def two_stage(local: nn.Module, dnn: DNN, grid: Grid, local_vars, dnn_vars, x):
     probs = []
     for k in range(grid.K):
         v = jax.tree.map(lambda a, k=k: a[k], local_vars)
-        probs.append(jax.nn.softmax(local.apply(v, xs[k], train=False), axis=-1))
+        probs.append(jax.nn.softmax(local.apply(v, xs[k], **call_kwargs(local, False)), axis=-1))
     probs = jnp.stack(probs, axis=1)
     return dnn.apply(dnn_vars, probs), probs

@@ -44,12 +44,12 @@ from dcnn_dd.train.composed_training import monitored, run_algorithm1
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import TrainData
 from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
-from dcnn_dd.train.schedules import Piecewise
+from dcnn_dd.train.schedules import schedule_from_json
 from dcnn_dd.train.setup import Setup, build_setup
-from dcnn_dd.train.state import create_state, top_k_correct
+from dcnn_dd.train.state import create_state, phase_rng, top_k_correct
 from dcnn_dd.train.steps import (
     Steps, data_parallel_eval_step, data_parallel_train_step, epoch_metrics, evaluate, global_state, global_train_step,
-    subnet_batch_sharding,
+    subnet_batch_sharding, with_rng,
 )
 from dcnn_dd.tree import init_variables
 
@@ -62,7 +62,10 @@ class CNNDNNConfig:
     data, the global architecture, K and the grid, the local CNNs' epochs (``snet_epochs``) and
     the global CNN's (``gnet_r_epochs``)).  ``dnn_hidden=None``: the DNN's default widths
     (:func:`~dcnn_dd.cnn_dnn.aggregate.default_hidden`).  A phase with 0 epochs is skipped.
-    ``inner``: how the coherent model runs its K local CNNs (``vmap`` or ``sequential``)."""
+    ``inner``: how the coherent model runs its K local CNNs (``vmap`` or ``sequential``).  The
+    ``*_lr`` fields take the schedules of ``Config``'s (per epoch or per step,
+    :func:`~dcnn_dd.train.schedules.schedule_from_json`); the phases train with the
+    configuration's ``optimizer``."""
 
     dnn_hidden: list | None = None
     dnn_epochs: int = 10
@@ -77,6 +80,11 @@ class CNNDNNConfig:
     def __post_init__(self):
         if self.inner not in INNER:  # checked here, not only by CNNDNN after the local CNNs trained
             raise ValueError(f"inner={self.inner!r}: choose one of {INNER}")
+        for name in ("dnn_lr", "coherent_lr", "transfer_lr"):
+            try:
+                schedule_from_json(getattr(self, name))
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -185,7 +193,7 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
 
     # ---- the DNN on the frozen local outputs: its own data-parallel steps (no augmentation)
     dnn = dnn_model(setup, cfg)
-    dnn_step = data_parallel_train_step(dnn, setup.tx, setup.data_mesh)
+    dnn_step = with_rng(data_parallel_train_step(dnn, setup.tx, setup.data_mesh), phase_rng(config.seed, "dnn"))
     dnn_eval = data_parallel_eval_step(dnn, setup.data_mesh)
     dnn_batch = cfg.dnn_batch_size or config.batch_size
     sharding.check_batch(dnn_batch, setup.data_mesh)
@@ -193,7 +201,7 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
 
     def dnn_phase(results):
         feats = results["features"]
-        return Train("dnn", cfg.dnn_epochs, Piecewise.from_json(cfg.dnn_lr), dnn_step,
+        return Train("dnn", cfg.dnn_epochs, schedule_from_json(cfg.dnn_lr), dnn_step,
                      epoch_metrics(lambda v: evaluate(dnn_eval, v, feats["test"], setup.eval_batch, bsh)),
                      TrainData(feats["train"], dnn_batch, config.seed, bsh),
                      init=lambda r: global_state(setup, dnn_init), plateau_patience=config.plateau_patience,
@@ -220,7 +228,8 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
         return {"acc": float(r["acc"]), "top5": float(r["top5"])}
 
     def coherent_phase(name, epochs, lr, init):
-        return Train(name, epochs, Piecewise.from_json(lr), coh_step, epoch_metrics(coh_evaluate), train_images,
+        return Train(name, epochs, schedule_from_json(lr), with_rng(coh_step, phase_rng(config.seed, name)),
+                     epoch_metrics(coh_evaluate), train_images,
                      init=init, plateau_patience=config.plateau_patience, optional=True, **monitored(setup))
 
     phases = [

@@ -10,8 +10,9 @@ models, grid, the checked plan) -> the step builders of :mod:`.steps` -> a list 
 ``tasks``              ``Task``: the loss, the metrics and their directions, the composed head;
                        ``classification``, ``regression`` (2.22), ``multilabel``, ``register_task``
 ``state``              ``TrainState``, the pure ``train_step`` / ``eval_step`` of one network
-                       (for a task), Adam with its rate as optimiser state, the composed
-                       optimiser state
+                       (for a task), the optimiser's rate as its state, Dropout's streams
+                       (``phase_rng``), the composed optimiser state
+``optimizers``         any optax optimiser by name (``make_tx``), ``register_optimizer``
 ``steps``              the jitted steps: data-parallel (global) and stacked (K sub-networks),
                        ``evaluate``, ``Steps`` (one pipeline's compiled steps), strategy choice
 ``loop``               the epoch loop of one phase: resume mid-epoch, Ctrl-C, NaN guard, bars
@@ -19,7 +20,8 @@ models, grid, the checked plan) -> the step builders of :mod:`.steps` -> a list 
 ``composed_training``  Algorithm 1 as a phase list, one function per phase: GNet-R, SNets ->
                        compose -> GNet-T; ``run_algorithm1``, the summary and its
                        time-to-accuracy figures
-``schedules``          the paper's piecewise learning rates and the sqrt(10) plateau rule (max/min)
+``schedules``          the paper's piecewise learning rates, per-step warm-up / cosine
+                       (``schedule_from_json``) and the sqrt(10) plateau rule (max/min)
 ``checkpoint``         run directories, orbax checkpoints, config checks, damaged-checkpoint errors
 ``timing``             seconds per step and memory of one configuration (Tables 3.2, 3.4)
 ``plots``              accuracy curves (Fig. 3.2 style) and phase-time bars (Fig. 3.1 style)
@@ -33,8 +35,9 @@ helpers in :mod:`dcnn_dd.tree`, the theorem checks in :mod:`dcnn_dd.theorems`.
 from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, RunDir
 from dcnn_dd.train.config import Config, build_grid, build_model, register_model
 from dcnn_dd.train.loop import Interrupted, NonFiniteLossError, Phase, TrainData, run_phase
-from dcnn_dd.train.schedules import PAPER_SCHEDULES, Piecewise, Plateau
-from dcnn_dd.train.state import TrainState, create_state, default_tx, eval_step, train_step
+from dcnn_dd.train.optimizers import make_tx, register_optimizer
+from dcnn_dd.train.schedules import PAPER_SCHEDULES, Piecewise, Plateau, schedule_from_json
+from dcnn_dd.train.state import TrainState, create_state, default_tx, eval_step, phase_rng, train_step
 from dcnn_dd.train.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, get_task, register_task
 
 # these pull in the data package (the input pipeline): imported on first use
@@ -42,7 +45,7 @@ _LAZY = {
     "setup": ("Setup", "build_setup"),
     "steps": ("Steps", "choose_strategy", "data_parallel_eval_step", "data_parallel_train_step", "epoch_metrics",
               "evaluate", "global_eval_step", "global_state", "global_train_step", "subnet_eval_step",
-              "subnet_sharding", "subnet_state", "subnet_train_step"),
+              "subnet_sharding", "subnet_state", "subnet_train_step", "with_rng"),
     "phases": ("Compute", "Deferred", "Train", "run_phases"),
     "composed_training": ("algorithm1_phases", "phase_keys", "run_algorithm1", "summary_table"),
 }
@@ -51,7 +54,8 @@ _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 __all__ = [
     "PAPER_SCHEDULES", "CheckpointError", "Config", "ConfigMismatchError", "Interrupted", "NonFiniteLossError", "Phase",
     "Piecewise", "Plateau", "RunDir", "TrainData", "TrainState", "build_grid", "build_model", "create_state",
-    "default_tx", "eval_step", "register_model", "run_phase", "train_step", *sorted(_WHERE),
+    "default_tx", "eval_step", "make_tx", "phase_rng", "register_model", "register_optimizer", "run_phase",
+    "schedule_from_json", "train_step", *sorted(_WHERE),
     "CLASSIFICATION", "MULTILABEL", "REGRESSION", "TASKS", "Task", "get_task", "register_task",
 ]
 

@@ -42,11 +42,11 @@ from dcnn_dd.train.checkpoint import RunDir, check_data, write_json
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import TrainData
 from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
-from dcnn_dd.train.schedules import Piecewise
+from dcnn_dd.train.schedules import schedule_from_json
 from dcnn_dd.train.setup import Setup, build_setup
-from dcnn_dd.train.state import compose_opt_state
+from dcnn_dd.train.state import compose_opt_state, phase_rng
 from dcnn_dd.train.steps import (
-    Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state,
+    Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state, with_rng,
 )
 from dcnn_dd.train.tasks import monitor_of, reached
 
@@ -111,10 +111,12 @@ def global_data(setup: Setup) -> TrainData:
 def gnet_r_phase(setup: Setup, steps: Steps, key, results: dict) -> Train:
     """The baseline: GNet from random initialisation (``key``), data-parallel; skipped at 0 epochs."""
     c = setup.config
-    return Train("gnet_r", c.gnet_r_epochs, Piecewise.from_json(c.gnet_r_lr), steps.global_train(),
+    return Train("gnet_r", c.gnet_r_epochs, schedule_from_json(c.gnet_r_lr),
+                 with_rng(steps.global_train("gnet_r"), phase_rng(c.seed, "gnet_r")),
                  epoch_metrics(steps.global_evaluator()), global_data(setup),
-                 init=lambda r: global_state(setup, setup.global_init(key)), plateau_patience=c.plateau_patience,
-                 optional=True, keep=host_variables if setup.held_out else None, **monitored(setup))
+                 init=lambda r: global_state(setup, setup.global_init(key), phase="gnet_r"),
+                 plateau_patience=c.plateau_patience, optional=True,
+                 keep=host_variables if setup.held_out else None, **monitored(setup))
 
 
 def host_variables(state) -> dict:
@@ -139,11 +141,12 @@ def select_strategy(setup: Setup, steps: Steps, results: dict) -> dict:
 
 def snets_phase(setup: Setup, steps: Steps, results: dict) -> Train:
     """Algorithm 1, step 1: the K sub-networks, each on its own sub-images (2.6) of the same
-    samples, concurrently with the chosen strategy.  Keeps their variables (and Adam states, for
-    ``compose_opt_state``) on the host."""
+    samples, concurrently with the chosen strategy.  Keeps their variables (and optimiser states,
+    for ``compose_opt_state``) on the host."""
     c = setup.config
     strategy = results["strategy"]["strategy"]
-    return Train("snets", c.snet_epochs, Piecewise.from_json(c.snet_lr), steps.subnet_train(strategy),
+    return Train("snets", c.snet_epochs, schedule_from_json(c.snet_lr),
+                 with_rng(steps.subnet_train(strategy), phase_rng(c.seed, "snets")),
                  epoch_metrics(steps.subnet_evaluator(strategy)),
                  TrainData(setup.train_source, c.batch_size, c.seed, subnet_batch_sharding(setup, strategy),
                            c.steps_per_epoch),
@@ -190,8 +193,8 @@ def theorem_check(setup: Setup, steps: Steps, steps_t: Steps, results: dict) -> 
 
 def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
     """Algorithm 1, step 3: GNet-T, the composed network fine-tuned (data-parallel, its own
-    compiled steps); a fresh Adam state, or (``compose_opt_state``) the SNets' composed.  Beyond its
-    epochs (``extra_epochs``) it trains until it reaches GNet-R's final accuracy (the monitored
+    compiled steps); a fresh optimiser state, or (``compose_opt_state``) the SNets' composed.  Beyond
+    its epochs (``extra_epochs``) it trains until it reaches GNet-R's final accuracy (the monitored
     metric, in its direction)."""
     c = setup.config
     key, mode = monitor_of(c)
@@ -201,9 +204,10 @@ def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
         opt = None
         if trained_opt is not None:
             opt = jax.device_get(compose_opt_state(setup.plan, trained_opt, global_vars["params"]))
-        return global_state(setup, global_vars, opt)
+        return global_state(setup, global_vars, opt, phase="gnet_t")
 
-    return Train("gnet_t", c.gnet_t_epochs, Piecewise.from_json(c.gnet_t_lr), steps_t.global_train(),
+    return Train("gnet_t", c.gnet_t_epochs, schedule_from_json(c.gnet_t_lr),
+                 with_rng(steps_t.global_train("gnet_t"), phase_rng(c.seed, "gnet_t")),
                  epoch_metrics(steps_t.global_evaluator()), global_data(setup), init=init,
                  plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs,
                  until=partial(reach_gnet_r, monitor=key, mode=mode), monitor=key, monitor_mode=mode,

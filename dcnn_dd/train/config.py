@@ -15,7 +15,7 @@ import numbers
 
 from dcnn_dd import models
 from dcnn_dd.grid import Grid, paper_grid
-from dcnn_dd.train.schedules import Piecewise
+from dcnn_dd.train.schedules import schedule_from_json
 
 MODELS = {
     "plain": models.PlainCNN,
@@ -33,13 +33,18 @@ class Config:
     """One run of Algorithm 1 (SNets -> compose -> GNet-T) and its GNet-R baseline.
 
     ``*_lr`` are :class:`~dcnn_dd.train.schedules.Piecewise` in JSON form (``{"base": 1e-3,
-    "milestones": [[80, 0.1], ...]}``) or a constant.  ``extra_epochs``: GNet-T may train that
-    many epochs beyond ``gnet_t_epochs`` until its validation accuracy reaches GNet-R's final
-    one (for ``time_to_gnet_r_acc_s``); the paper's comparison uses ``gnet_t_epochs``.
-    ``compose_opt_state``: GNet-T's Adam state is the sub-networks' composed like their weights
-    (beyond the paper; default: a fresh optimiser, as in the paper).  Regional pooling for GAP
-    networks is a model option: ``model={"name": "cifar_resnet", ..., "pooling": "regional"}``
-    (:mod:`dcnn_dd.models.pooling`).
+    "milestones": [[80, 0.1], ...]}``) or a constant, or a per-step schedule (``{"name":
+    "warmup_cosine", "base": 1e-3, "warmup_steps": 50, "end": 0.0}``, ``"cosine"``, ``"warmup"``;
+    :func:`~dcnn_dd.train.schedules.schedule_from_json`).  ``optimizer``: any optax optimiser by
+    name, ``"adam"`` (the paper's) or ``{"name": "adamw", "weight_decay": 1e-4}``
+    (:mod:`~dcnn_dd.train.optimizers`); ``snet_optimizer``, ``gnet_t_optimizer``,
+    ``gnet_r_optimizer``: a phase's own (None: ``optimizer``).  ``extra_epochs``: GNet-T may
+    train that many epochs beyond ``gnet_t_epochs`` until its validation accuracy reaches GNet-R's
+    final one (for ``time_to_gnet_r_acc_s``); the paper's comparison uses ``gnet_t_epochs``.
+    ``compose_opt_state``: GNet-T's optimiser state is the sub-networks' composed like their
+    weights (beyond the paper; default: a fresh optimiser, as in the paper; the SNets and GNet-T
+    must then use the same optimiser).  Regional pooling for GAP networks is a model option:
+    ``model={"name": "cifar_resnet", ..., "pooling": "regional"}`` (:mod:`dcnn_dd.models.pooling`).
     Validation is the test split, as in the paper (Section 3: "10k validation images"), unless
     ``val_fraction`` > 0: then that fraction of the (``train_size``-cut) training data, chosen by a
     permutation seeded with ``val_seed`` (independent of ``seed``, so that seeds compare on one
@@ -82,6 +87,11 @@ class Config:
     task: str = "classification"  # classification | regression | multilabel | a name of register_task
     monitor: str = "auto"  # the val_<metric> of the plateau rule, GNet-T's stopping rule, the time-to-target
     monitor_mode: str = "auto"  # max | min | auto (the metric's declared direction)
+    # ---- optimisers (train.optimizers): a name or {"name": ..., **kwargs}; None: `optimizer`
+    optimizer: object = "adam"
+    snet_optimizer: object = None
+    gnet_t_optimizer: object = None
+    gnet_r_optimizer: object = None
 
     def __post_init__(self):
         if isinstance(self.image_size, list):
@@ -110,15 +120,28 @@ class Config:
     def replace(self, **kw) -> Config:
         return dataclasses.replace(self, **kw)
 
+    def optimizer_for(self, phase: str):
+        """The optimiser spec of ``phase`` (``"snets"``, ``"gnet_t"``, ``"gnet_r"``: its own field
+        if set; any other phase: ``optimizer``)."""
+        field = PHASE_OPTIMIZERS.get(phase)
+        own = getattr(self, field) if field else None
+        return self.optimizer if own is None else own
+
+
+# the phases with an optimiser field of their own
+PHASE_OPTIMIZERS = {"snets": "snet_optimizer", "gnet_t": "gnet_t_optimizer", "gnet_r": "gnet_r_optimizer"}
+
 
 def register_model(name: str, factory) -> None:
     """Make a model of your own available to the engine - Algorithm 1, the CNN-DNN, the experiments -
     as ``Config(model={"name": name, **kwargs})``.
 
-    ``factory(num_classes=..., **kwargs)`` (typically the Flax module class itself) returns a module
-    with ``__call__(x, train=False)`` and ``subnet(K)``, the same module with its hidden widths
-    divided by K ((2.7)-(2.8); :func:`dcnn_dd.models.divide_widths` does the division with a clear
-    error).  List-valued kwargs arrive as tuples.  The composition rules are inferred from the shapes
+    ``factory(num_classes=..., **kwargs)`` (typically the Flax module class itself; ``num_classes``
+    only where it takes one) returns a module with ``__call__(x)`` or ``__call__(x, train=False)``
+    (the engine passes ``train`` where the module takes it, and the Dropout stream as
+    ``rngs={"dropout": key}``) and ``subnet(K)``, the same module with its hidden widths divided by
+    K ((2.7)-(2.8); :func:`dcnn_dd.models.divide_widths` does the division with a clear error).
+    List-valued kwargs arrive as tuples.  The composition rules are inferred from the shapes
     (:func:`dcnn_dd.plan_for`), as for any module.  A name of the zoo cannot be replaced.
 
     A Flax NNX model: register the ``nnx.Module`` class (or a ``functools.partial`` of it); it is
@@ -143,11 +166,12 @@ def build_model(spec: dict, num_classes: int):
     if name not in MODELS:
         raise ValueError(f"model name {name!r}: choose one of {sorted(MODELS)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-    kwargs.setdefault("num_classes", num_classes)
     from dcnn_dd.nnx_engine import NNXNet, is_nnx_factory
 
     if is_nnx_factory(MODELS[name]):  # built for its input shape when the engine initialises it
-        return NNXNet.build_spec(name, MODELS[name], kwargs)
+        return NNXNet.build_spec(name, MODELS[name], {"num_classes": num_classes, **kwargs})
+    if takes_num_classes(MODELS[name]):  # else the module's own output width (e.g. the README's MyNet)
+        kwargs.setdefault("num_classes", num_classes)
     try:
         model = MODELS[name](**kwargs)
     except TypeError as e:
@@ -156,6 +180,18 @@ def build_model(spec: dict, num_classes: int):
         raise ValueError(f"model {name!r}: {type(model).__name__} has no subnet(K) method, which gives the "
                          "sub-network with widths divided by K ((2.7)-(2.8)); see register_model")
     return model
+
+
+def takes_num_classes(factory) -> bool:
+    """Whether ``factory`` takes a ``num_classes`` argument (or any keyword): the engine passes the
+    dataset's number of classes only to one that does."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return "num_classes" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def build_grid(spec: dict, image_shape) -> Grid:
@@ -243,6 +279,29 @@ def check_grid_spec(spec, K: int | None = None) -> None:  # noqa: N803
         raise ValueError(f"grid {spec} has {n} sub-images, K={K}")
 
 
+def check_optimizers(c: Config) -> None:
+    """The optimiser fields: each builds and steps (:func:`~dcnn_dd.train.optimizers.check_optimizer`);
+    with ``compose_opt_state`` the SNets and GNet-T use the same one and its state composes
+    (:func:`~dcnn_dd.train.state.check_composable`, on a tiny parameter tree)."""
+    from dcnn_dd.train.optimizers import TINY_PARAMS, check_optimizer, make_tx, same_optimizer
+
+    check_optimizer(c.optimizer, "optimizer")
+    for field in PHASE_OPTIMIZERS.values():
+        if getattr(c, field) is not None:
+            check_optimizer(getattr(c, field), field)
+    if not c.compose_opt_state:
+        return
+    snets, gnet_t = c.optimizer_for("snets"), c.optimizer_for("gnet_t")
+    if not same_optimizer(snets, gnet_t):
+        raise ValueError(f"compose_opt_state=True: the SNets ({snets!r}) and GNet-T ({gnet_t!r}) use different "
+                         "optimisers, so the SNets' state cannot start GNet-T's; give them the same one or set "
+                         "compose_opt_state=False")
+    if not same_optimizer(snets, "adam"):  # Adam composes (its moments are shaped like the weights)
+        from dcnn_dd.train.state import check_composable
+
+        check_composable(make_tx(snets), TINY_PARAMS, f"{snets!r}")
+
+
 def validate(c: Config) -> None:
     if not isinstance(c.dataset, str) or not c.dataset:
         raise ValueError(f"dataset={c.dataset!r}: give a dataset name")
@@ -265,7 +324,7 @@ def validate(c: Config) -> None:
     _check_int(c, "seed", 0)
     for name in ("snet_lr", "gnet_t_lr", "gnet_r_lr"):
         try:
-            Piecewise.from_json(getattr(c, name))
+            schedule_from_json(getattr(c, name))
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
     if c.augment not in AUGMENT_NAMES:
@@ -278,6 +337,7 @@ def validate(c: Config) -> None:
         raise ValueError(f"inner={c.inner!r}: choose 'vmap' or 'sequential'")
     if not isinstance(c.compose_opt_state, bool):
         raise ValueError(f"compose_opt_state={c.compose_opt_state!r}: give true or false")
+    check_optimizers(c)
     try:
         check_grid_spec(c.grid, c.K)
     except ValueError as e:

@@ -6,6 +6,12 @@ checkpoints at every epoch end.  It resumes from the phase's latest checkpoint, 
 included: the batch order and the augmentation depend only on (seed, epoch, sample index), so a
 resumed run computes exactly the same steps as an uninterrupted one.
 
+Rates: a per-epoch schedule (:class:`~.schedules.Piecewise`) gives one per epoch; a per-step one
+(``schedule.per_step``: warm-up, cosine; any object with ``per_step = True`` and ``rate(step,
+total_steps)``) one per step, at the phase's step ``epoch * steps_per_epoch + s`` of ``epochs *
+steps_per_epoch`` (so a mid-epoch resume continues with the same rates); the plateau scale
+multiplies either.  The epoch record's ``lr`` is the epoch's first rate.
+
 Faults: a non-finite loss raises :class:`NonFiniteLossError` before anything is saved (the last
 good checkpoint stays); Ctrl-C (SIGINT) finishes the running step, saves a checkpoint and raises
 :class:`Interrupted` (a second Ctrl-C aborts at once).
@@ -28,7 +34,7 @@ from tqdm.auto import tqdm
 
 from dcnn_dd.data import pipeline
 from dcnn_dd.train.checkpoint import CheckpointError, PhaseCheckpoints
-from dcnn_dd.train.schedules import Piecewise, Plateau
+from dcnn_dd.train.schedules import Plateau, Schedule
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,7 +57,7 @@ class Phase:
 
     name: str
     epochs: int
-    schedule: Piecewise
+    schedule: Schedule  # per epoch (Piecewise) or per step (schedules.PER_STEP)
     step: Callable
     evaluate: Callable
     num_nets: int = 1
@@ -134,6 +140,13 @@ def run_phase(
                              f"{data.batch_size} in the {len(data.source)} training samples")
         steps = data.steps_per_epoch
     last_epoch = phase.epochs + phase.extra_epochs
+    per_step = getattr(phase.schedule, "per_step", False)
+    total_steps = phase.epochs * steps  # a per-step schedule spans the phase's epochs (extra epochs: its end)
+
+    def step_rates(t: int) -> list[float]:  # a per-step schedule at the phase's step t, each network's scale
+        r = phase.schedule.rate(t, total_steps)
+        return [r * p.scale for p in plateaus]
+
     show = progress and jax.process_index() == 0 and sys.stderr.isatty()  # bars on a terminal; epoch lines always
 
     def save(epoch, step_in_epoch, done=False):
@@ -149,8 +162,12 @@ def run_phase(
                                   f"{epoch}); re-run the same command to resume")
             if epoch >= phase.epochs and phase.until is not None and phase.until(history):
                 break
-            lrs = [phase.schedule(epoch) * p.scale for p in plateaus]
-            lr_arr = jnp.asarray(lrs if n > 1 else lrs[0], jnp.float32)
+            if per_step:
+                lrs = step_rates(epoch * steps)  # the epoch's first rate (the record's lr, also after a resume)
+            else:
+                lrs = [phase.schedule(epoch) * p.scale for p in plateaus]
+                lr_arr = jnp.asarray(lrs if n > 1 else lrs[0], jnp.float32)
+            now = lrs  # the running step's rates
             t_epoch = time.perf_counter()
             sums = np.zeros((2, n))
             has_acc = bool(history) and "train_acc" in history[-1]  # as the epoch before, if no step runs
@@ -158,13 +175,13 @@ def run_phase(
             bar = tqdm(total=steps, initial=start, desc=f"{phase.name} {epoch + 1}/{phase.epochs}" + ("+" if epoch >= phase.epochs else ""), disable=not show,
                        leave=False, dynamic_ncols=True)
 
-            def check(m, s):
+            def check(m, s, rates):
                 nonlocal has_acc
                 loss = _vec(m["loss"], n)
                 if not all(math.isfinite(v) for v in loss):
                     raise NonFiniteLossError(
                         f"{phase.name}: the training loss became {loss} at epoch {epoch + 1}, step {s + 1} "
-                        f"(learning rate {lrs}). The run stopped; the last good checkpoint is kept in {store.directory}. "
+                        f"(learning rate {rates}). The run stopped; the last good checkpoint is kept in {store.directory}. "
                         "Lower the learning rate or check the data, then start over (--restart) or use a new --run-dir."
                     )
                 sums[0] += loss
@@ -179,10 +196,13 @@ def run_phase(
             s = start
             try:
                 for s, (images, labels, ids) in enumerate(batches, start=start):
+                    if per_step:
+                        now = step_rates(epoch * steps + s)
+                        lr_arr = jnp.asarray(now if n > 1 else now[0], jnp.float32)
                     state, m = phase.step(state, images, labels, ids, jnp.int32(epoch), lr_arr)
                     if pending is not None:
                         check(*pending)
-                    pending = (m, s)
+                    pending = (m, s, now)
                     if sigint.hit:
                         break
                 if pending is not None:

@@ -29,7 +29,7 @@ import jax
 from dcnn_dd.sharding import process0_flag
 from dcnn_dd.train.checkpoint import RunDir, read_json, write_json
 from dcnn_dd.train.loop import Phase, TrainData, run_phase
-from dcnn_dd.train.schedules import Piecewise
+from dcnn_dd.train.schedules import Schedule
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ class Train:
 
     name: str
     epochs: int
-    schedule: Piecewise
+    schedule: Schedule
     step: Callable
     evaluate: Callable
     data: TrainData

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import jax
@@ -20,8 +21,8 @@ from dcnn_dd.data import augment as aug
 from dcnn_dd.data import sources
 from dcnn_dd.grid import Grid
 from dcnn_dd.models.pooling import with_regional_pool
-from dcnn_dd.train.config import Config, build_grid, build_model
-from dcnn_dd.train.state import default_tx
+from dcnn_dd.train.config import PHASE_OPTIMIZERS, Config, build_grid, build_model
+from dcnn_dd.train.optimizers import make_tx, optimizer_spec
 from dcnn_dd.train.tasks import CLASSIFICATION, Task, get_task
 from dcnn_dd.tree import init_variables
 
@@ -44,7 +45,10 @@ class Setup:
     training source's ``pixel_scale``).  ``val_source``: what the per-epoch evaluation (plateau rule,
     stopping rule, time-to-target) runs on: the very ``test_source`` unless a validation split was
     held out (``Config.val_fraction``) or given (``build_setup(..., val=...)``).
-    ``task``: the loss, metrics and composed head (:mod:`~dcnn_dd.train.tasks`, ``Config.task``)."""
+    ``task``: the loss, metrics and composed head (:mod:`~dcnn_dd.train.tasks`, ``Config.task``).
+    ``tx``: the configuration's ``optimizer`` (:func:`~dcnn_dd.train.optimizers.make_tx`), the
+    default of every phase; ``txs``: the phases with an optimiser of their own (``snets``,
+    ``gnet_t``, ``gnet_r``, from ``snet_optimizer``...), read with :meth:`tx_for`."""
 
     config: Config
     train_source: object
@@ -63,6 +67,7 @@ class Setup:
     eval_batch: int
     task: Task = CLASSIFICATION
     val_source: object = None  # None: the test source
+    txs: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.val_source is None:
@@ -77,6 +82,11 @@ class Setup:
     def held_out(self) -> bool:
         """Whether validation is not the test set (a held-out or a given validation source)."""
         return self.val_source is not self.test_source
+
+    def tx_for(self, phase: str | None = None):
+        """The optimiser of ``phase`` (``"snets"``, ``"gnet_t"``, ``"gnet_r"``; any other name or
+        None: the default one, ``tx``)."""
+        return self.txs.get(phase, self.tx) if phase is not None else self.tx
 
     def prep(self, images, ids, epoch, train: bool):
         """Normalisation and (``train``) the augmentation of (seed, epoch, sample id), on device."""
@@ -95,11 +105,16 @@ class Setup:
 
     def reconfigured(self, **changes) -> Setup:
         """The same data, models and meshes under a configuration with other training settings
-        (``seed``, ``strategy``, epochs, rates...); a field the setup is built from cannot change."""
+        (``seed``, ``strategy``, epochs, rates, optimisers...); a field the setup is built from
+        cannot change."""
         built = sorted(set(changes) & set(BUILT_FROM))
         if built:
             raise ValueError(f"Setup.reconfigured: {built} change the data or models; build a new setup")
-        return dataclasses.replace(self, config=self.config.replace(**changes))
+        config = self.config.replace(**changes)
+        if {"optimizer", *PHASE_OPTIMIZERS.values()} & set(changes):
+            tx, txs = optimizers(config)
+            return dataclasses.replace(self, config=config, tx=tx, txs=txs)
+        return dataclasses.replace(self, config=config)
 
     # ---------------------------------------------------------------- initial variables
     def global_init(self, key) -> dict:
@@ -191,8 +206,25 @@ def build_setup(config: Config, *, train=None, test=None, val=None, data_path=No
     t0 = time.perf_counter()
     checked = plan_for(model, sub, grid, input_shape=(1, *image_shape), head=task.head) if plan else None
     plan_s = time.perf_counter() - t0 if plan else 0.0
+    tx, txs = optimizers(c)
     n = data_mesh.devices.size
     return Setup(config=c, train_source=train_source, test_source=test_source, image_shape=image_shape, mean=mean,
-                 augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=default_tx(), plan=checked,
+                 augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=tx, plan=checked,
                  plan_s=plan_s, data_mesh=data_mesh, subnet_mesh=subnet_mesh,
-                 eval_batch=-(-c.eval_batch_size // n) * n, task=task, val_source=val_source)
+                 eval_batch=-(-c.eval_batch_size // n) * n, task=task, val_source=val_source, txs=txs)
+
+
+def optimizers(config: Config) -> tuple[object, dict]:
+    """``(tx, txs)`` of a :class:`Setup`: the configuration's ``optimizer`` and each phase's
+    (:data:`~dcnn_dd.train.config.PHASE_OPTIMIZERS`), one transformation per distinct spec (so
+    phases with the same optimiser share their compiled steps); the configuration checked them
+    when it was made."""
+    built: dict = {}
+
+    def tx_of(spec):
+        key = json.dumps(optimizer_spec(spec), sort_keys=True, default=repr)  # "adam" is {"name": "adam"}
+        if key not in built:
+            built[key] = make_tx(spec)
+        return built[key]
+
+    return tx_of(config.optimizer), {phase: tx_of(config.optimizer_for(phase)) for phase in PHASE_OPTIMIZERS}

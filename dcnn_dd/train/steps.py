@@ -4,8 +4,8 @@ Each builder returns a new ``jax.jit``-ed function (compiled on first call):
 
 =================================  ==============================================================
 :func:`data_parallel_train_step`   one network, batch sharded over a ``data`` mesh, parameters
-                                   replicated: ``(state, x, labels, ids, epoch, lr) -> (state,
-                                   metrics)``
+                                   replicated: ``(state, x, labels, ids, epoch, lr[, rng]) ->
+                                   (state, metrics)``
 :func:`data_parallel_eval_step`    ``(variables, x, labels, ids, mask) -> (sums, logits)``
 :func:`global_train_step`          the above for GNet (or another model on the whole image, e.g.
                                    the coherent CNN-DNN), with the setup's normalisation and
@@ -13,6 +13,7 @@ Each builder returns a new ``jax.jit``-ed function (compiled on first call):
 :func:`global_eval_step`           the same for evaluation
 :func:`stacked_train_step`         K stacked sub-networks on their sub-images, one strategy of
                                    :func:`dcnn_dd.sharding.kmap`; per-network rates ``lrs`` (K,)
+                                   and random streams ``fold_in(rng, k)``
 :func:`stacked_eval_step`          the same for evaluation
 :func:`subnet_train_step`          the above for the setup's sub-network, with its preprocessing
 :func:`subnet_eval_step`           the same for evaluation
@@ -22,6 +23,13 @@ Each builder returns a new ``jax.jit``-ed function (compiled on first call):
 each kind for the phases of one pipeline that share it (GNet-R's pipeline and GNet-T's each
 have their own: both pay their compilation).  States: :func:`global_state`,
 :func:`subnet_state`; strategy choice by measurement: :func:`choose_strategy`.
+
+Optimisers per phase: the builders that take a setup use ``setup.tx_for(phase)`` (the
+configuration's ``optimizer``, or the phase's own ``snet_optimizer`` / ``gnet_t_optimizer`` /
+``gnet_r_optimizer``); ``phase=None`` is ``setup.tx``, the default one.  Random streams: a train
+step takes an optional last argument ``rng`` (a key; the engine's phases bind
+:func:`~dcnn_dd.train.state.phase_rng` of their name with :func:`with_rng`), which becomes the
+model's Dropout stream per step (and per sub-network); without it the model gets none.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from dcnn_dd import sharding
 from dcnn_dd.data import pipeline
 from dcnn_dd.grid import decompose_input
 from dcnn_dd.train.setup import Setup
-from dcnn_dd.train.state import create_state, eval_step, train_step
+from dcnn_dd.train.state import create_state, eval_step, phase_rng, train_step
 from dcnn_dd.train.tasks import CLASSIFICATION, Task
 
 
@@ -44,12 +52,13 @@ from dcnn_dd.train.tasks import CLASSIFICATION, Task
 def data_parallel_train_step(model, tx, mesh, prep: Callable | None = None, *, task: Task = CLASSIFICATION):
     """``model``'s training step, data-parallel over ``mesh`` (parameters replicated, the state
     donated); ``prep(x, ids, epoch, train=True)`` is applied to the batch on device first;
-    ``task``: the loss (:mod:`~dcnn_dd.train.tasks`)."""
+    ``task``: the loss (:mod:`~dcnn_dd.train.tasks`).  ``rng`` (optional): the key of the model's random
+    streams (:func:`~.state.train_step`)."""
     rep = sharding.replicated(mesh)
 
-    def step(state, x, labels, ids, epoch, lr):
+    def step(state, x, labels, ids, epoch, lr, rng=None):
         x = x if prep is None else prep(x, ids, epoch, True)
-        return train_step(model, tx, state, x, labels, lr, task)
+        return train_step(model, tx, state, x, labels, lr, rng, task)
 
     return jax.jit(step, out_shardings=(rep, rep), donate_argnums=0)
 
@@ -66,10 +75,11 @@ def data_parallel_eval_step(model, mesh, prep: Callable | None = None, *, task: 
     return jax.jit(step, out_shardings=sharding.replicated(mesh))
 
 
-def global_train_step(setup: Setup, model=None):
-    """GNet's data-parallel training step (or ``model``'s, another network on the whole image)."""
-    return data_parallel_train_step(setup.model if model is None else model, setup.tx, setup.data_mesh, setup.prep,
-                                    task=setup.task)
+def global_train_step(setup: Setup, model=None, phase: str | None = None):
+    """GNet's data-parallel training step (or ``model``'s, another network on the whole image),
+    with the optimiser of ``phase`` (``setup.tx_for(phase)``; None: the default one)."""
+    return data_parallel_train_step(setup.model if model is None else model, setup.tx_for(phase), setup.data_mesh,
+                                    setup.prep, task=setup.task)
 
 
 def global_eval_step(setup: Setup, model=None):
@@ -77,12 +87,23 @@ def global_eval_step(setup: Setup, model=None):
                                    task=setup.task)
 
 
-def global_state(setup: Setup, variables, opt_state=None):
-    """The replicated training state of ``variables`` (a fresh optimiser, or ``opt_state``)."""
-    state = create_state(variables, setup.tx)
+def global_state(setup: Setup, variables, opt_state=None, phase: str | None = None):
+    """The replicated training state of ``variables`` (a fresh optimiser of ``phase``, or ``opt_state``)."""
+    state = create_state(variables, setup.tx_for(phase))
     if opt_state is not None:
         state = state.replace(opt_state=opt_state)
     return sharding.put_global(state, sharding.replicated(setup.data_mesh))
+
+
+def with_rng(step: Callable, rng) -> Callable:
+    """``step`` (a train step built above) with its random-stream key bound:
+    ``(state, x, labels, ids, epoch, lr) -> step(state, x, labels, ids, epoch, lr, rng)``, the form
+    the epoch loop calls.  ``rng``: e.g. :func:`~dcnn_dd.train.state.phase_rng` (seed, phase)."""
+
+    def bound(state, x, labels, ids, epoch, lr):
+        return step(state, x, labels, ids, epoch, lr, rng)
+
+    return bound
 
 
 # ==================================================================== K sub-networks
@@ -109,8 +130,9 @@ def subnet_batch_sharding(setup: Setup, strategy: str):
 
 
 def subnet_host_state(setup: Setup, stacked_variables):
-    """The K fresh training states, stacked, on the host."""
-    return jax.device_get(jax.vmap(lambda v: create_state(v, setup.tx))(stacked_variables))
+    """The K fresh training states, stacked, on the host (the SNets' optimiser)."""
+    tx = setup.tx_for("snets")
+    return jax.device_get(jax.vmap(lambda v: create_state(v, tx))(stacked_variables))
 
 
 def subnet_state(setup: Setup, stacked_variables, strategy: str):
@@ -120,18 +142,26 @@ def subnet_state(setup: Setup, stacked_variables, strategy: str):
 def stacked_train_step(sub, tx, grid, strategy: str, *, mesh, inner: str = "sequential", prep: Callable | None = None,
                        task: Task = CLASSIFICATION):
     """The training step of ``grid.K`` stacked sub-networks ``sub``:
-    ``(state, images, labels, ids, epoch, lrs) -> (state, metrics)``.  The whole images are
+    ``(state, images, labels, ids, epoch, lrs[, rng]) -> (state, metrics)``.  The whole images are
     preprocessed (``prep(images, ids, epoch, train=True)``, e.g. augmented) and then decomposed
-    into the K sub-images (2.6); network k steps at its own rate ``lrs[k]``; ``strategy`` and
-    ``inner`` as in :func:`dcnn_dd.sharding.kmap` over the ``subnet`` ``mesh``.  Every sub-network
-    learns the whole target with ``task``'s loss (Algorithm 1, step 1)."""
-    one = lambda st, x, lab, lr: train_step(sub, tx, st, x, lab, lr, task)  # noqa: E731
-    mapped = sharding.kmap(one, strategy, K=grid.K, in_axes=(0, 0, None, 0), mesh=mesh, inner=inner)
-    out = stacked_sharding(grid.K, strategy, mesh)
+    into the K sub-images (2.6); network k steps at its own rate ``lrs[k]`` and (``rng`` given)
+    draws its random streams from ``fold_in(rng, k)``; ``strategy`` and ``inner`` as in
+    :func:`dcnn_dd.sharding.kmap` over the ``subnet`` ``mesh``.  Every sub-network learns the whole
+    target with ``task``'s loss (Algorithm 1, step 1)."""
+    K = grid.K  # noqa: N806
+    one = lambda st, x, lab, lr: train_step(sub, tx, st, x, lab, lr, None, task)  # noqa: E731
+    mapped = sharding.kmap(one, strategy, K=K, in_axes=(0, 0, None, 0), mesh=mesh, inner=inner)
+    one_rng = lambda st, x, lab, lr, key: train_step(sub, tx, st, x, lab, lr, key, task)  # noqa: E731
+    mapped_rng = sharding.kmap(one_rng, strategy, K=K, in_axes=(0, 0, None, 0, 0), mesh=mesh, inner=inner)
+    out = stacked_sharding(K, strategy, mesh)
 
-    def step(state, images, labels, ids, epoch, lrs):
+    def step(state, images, labels, ids, epoch, lrs, rng=None):
         x = images if prep is None else prep(images, ids, epoch, True)
-        return mapped(state, decompose_input(x, grid), labels, lrs)  # decomposed after augmentation
+        xs = decompose_input(x, grid)  # decomposed after augmentation
+        if rng is None:
+            return mapped(state, xs, labels, lrs)
+        keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(jnp.arange(K))  # sub-network k's streams
+        return mapped_rng(state, xs, labels, lrs, keys)
 
     return jax.jit(step, out_shardings=(out, sharding.replicated(out.mesh)), donate_argnums=0)
 
@@ -153,8 +183,8 @@ def subnet_train_step(setup: Setup, strategy: str):
     """The setup's K sub-networks' training step (:func:`stacked_train_step` with its
     normalisation and augmentation)."""
     c = setup.config
-    return stacked_train_step(setup.sub, setup.tx, setup.grid, strategy, mesh=setup.subnet_mesh, inner=c.inner,
-                              prep=setup.prep, task=setup.task)
+    return stacked_train_step(setup.sub, setup.tx_for("snets"), setup.grid, strategy, mesh=setup.subnet_mesh,
+                              inner=c.inner, prep=setup.prep, task=setup.task)
 
 
 def subnet_eval_step(setup: Setup, strategy: str):
@@ -174,6 +204,7 @@ def choose_strategy(setup: Setup, stacked_variables, steps: Steps | None = None)
     ids = np.arange(c.batch_size)
     images, labels = setup.train_source.take(ids)
     lrs = jnp.full((c.K,), 1e-3, jnp.float32)
+    rng = phase_rng(c.seed, "snets")  # the SNets' own streams: the step compiled here is the one they train with
     host_state = subnet_host_state(setup, stacked_variables)
 
     def build(s):
@@ -181,7 +212,7 @@ def choose_strategy(setup: Setup, stacked_variables, steps: Steps | None = None)
         batch = sharding.put_global((images, labels, ids), subnet_batch_sharding(setup, s))
 
         def fresh():
-            return (sharding.put_global(host_state, subnet_sharding(setup, s)), *batch, jnp.int32(0), lrs)
+            return (sharding.put_global(host_state, subnet_sharding(setup, s)), *batch, jnp.int32(0), lrs, rng)
 
         return step, fresh
 
@@ -246,8 +277,10 @@ class Steps:
             self._built[key] = build()
         return self._built[key]
 
-    def global_train(self):
-        return self._get(("global_train",), lambda: global_train_step(self.setup))
+    def global_train(self, phase: str | None = None):
+        """The global network's training step with ``phase``'s optimiser (None: the default one)."""
+        tx = self.setup.tx_for(phase)  # phases with the same optimiser share the compiled step
+        return self._get(("global_train", id(tx)), lambda: global_train_step(self.setup, phase=phase))
 
     def global_eval(self):
         return self._get(("global_eval",), lambda: global_eval_step(self.setup))

@@ -71,6 +71,7 @@ def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 
     ``setup``: a :class:`~.setup.Setup` of ``config`` to reuse (its data and models)."""
     from dcnn_dd.train import steps as S  # noqa: N812  (the step builders import the data pipeline)
     from dcnn_dd.train.setup import build_setup
+    from dcnn_dd.train.state import phase_rng
 
     if which not in ("global", "subnets"):
         raise ValueError(f"which={which!r}: choose 'global' or 'subnets'")
@@ -87,8 +88,9 @@ def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 
     key = jax.random.PRNGKey(c.seed)
     strategy = None
     if which == "global":
-        state = S.global_state(su, su.global_init(key))
-        step = S.global_train_step(su)
+        state = S.global_state(su, su.global_init(key), phase="gnet_r")
+        step = S.global_train_step(su, phase="gnet_r")
+        rng = phase_rng(c.seed, "gnet_r")  # the phase's random streams (Dropout), as in training
         batch_sharding = sharding.batch_sharding(su.data_mesh)
         lr = jnp.float32(1e-3)
         devices = su.data_mesh.devices.size
@@ -98,6 +100,7 @@ def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 
         strategy, _ = S.choose_strategy(su, sub_vars, compiled)
         state = S.subnet_state(su, sub_vars, strategy)
         step = compiled.subnet_train(strategy)
+        rng = phase_rng(c.seed, "snets")
         batch_sharding = S.subnet_batch_sharding(su, strategy)
         lr = jnp.full((c.K,), 1e-3, jnp.float32)
         devices = S.subnet_sharding(su, strategy).mesh.devices.size if strategy == "shard_map" else 1
@@ -122,15 +125,15 @@ def time_training(config: Config, which: str, *, steps: int = 10, warmup: int = 
     stream = batch_stream()
     try:
         ep, (images, labels, ids) = next(stream)
-        step = step.lower(state, images, labels, ids, jnp.int32(ep), lr).compile()  # compiled once, timed below
+        step = step.lower(state, images, labels, ids, jnp.int32(ep), lr, rng).compile()  # compiled once, timed below
         out["compiled_bytes"] = executable_memory(step)
         for _ in range(warmup):
-            state, m = step(state, images, labels, ids, jnp.int32(ep), lr)
+            state, m = step(state, images, labels, ids, jnp.int32(ep), lr, rng)
             ep, (images, labels, ids) = next(stream)
         jax.block_until_ready(state)
         t0 = time.perf_counter()
         for i in range(steps):
-            state, m = step(state, images, labels, ids, jnp.int32(ep), lr)
+            state, m = step(state, images, labels, ids, jnp.int32(ep), lr, rng)
             if i + 1 < steps:
                 ep, (images, labels, ids) = next(stream)
         jax.block_until_ready((state, m))

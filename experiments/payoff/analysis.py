@@ -118,7 +118,8 @@ def snets(setup, seed: int, budgets, lr: float, progress: bool) -> list[dict]:
     from dcnn_dd.train.composed_training import phase_keys
     from dcnn_dd.train.loop import Phase, TrainData, run_phase
     from dcnn_dd.train.schedules import Piecewise
-    from dcnn_dd.train.steps import Steps, choose_strategy, epoch_metrics, subnet_batch_sharding, subnet_state
+    from dcnn_dd.train.state import phase_rng
+    from dcnn_dd.train.steps import Steps, choose_strategy, epoch_metrics, subnet_batch_sharding, subnet_state, with_rng
 
     clock, out = Clock(), []
     with clock:
@@ -131,7 +132,8 @@ def snets(setup, seed: int, budgets, lr: float, progress: bool) -> list[dict]:
         data = TrainData(setup.train_source, c.batch_size, c.seed, subnet_batch_sharding(setup, strategy))
         store = InMemoryCheckpoints()
         for b in sorted(set(budgets)):
-            phase = Phase("snets", b, Piecewise(lr), steps.subnet_train(strategy),
+            step = with_rng(steps.subnet_train(strategy), phase_rng(c.seed, "snets"))  # as choose_strategy compiled it
+            phase = Phase("snets", b, Piecewise(lr), step,
                           epoch_metrics(steps.subnet_evaluator(strategy)), c.K, None)
             store.reopen()
             state, history = run_phase(phase, state, store, data, progress=progress)
