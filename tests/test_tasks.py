@@ -245,7 +245,7 @@ def test_multilabel_run_and_a_registered_huber_loss(toy_data, huber_task, tmp_pa
     x = setup.prep(jnp.asarray(images), jnp.arange(32), 0, False)
     state = create_state(setup.global_init(jax.random.PRNGKey(0)), default_tx())
     outputs = np.asarray(jax.jit(setup.model.apply)(state.variables, x))
-    _, m = jax.jit(lambda st, y: train_step(setup.model, default_tx(), st, x, y, 1e-3, task))(state, targets)
+    _, m = jax.jit(lambda st, y: train_step(setup.model, default_tx(), st, x, y, 1e-3, task=task))(state, targets)
     assert set(m) == {"loss"}  # no train metric: no train_acc
     np.testing.assert_allclose(m["loss"], np.mean(huber(outputs, targets)), rtol=1e-6)
     sums, _ = jax.jit(lambda v, y: eval_step(setup.model, v, x, y, jnp.ones(32, bool), task))(state.variables, targets)
