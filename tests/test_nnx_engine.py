@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from dcnn_dd.models import divide_widths
-from dcnn_dd.train import config as config_mod
+from dcnn_dd.models import registry as registry_mod
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}
 
@@ -57,9 +57,9 @@ class WithDropout(NNXCNN):
 @pytest.fixture(scope="module")
 def registry():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
-        config_mod.register_model("nnx_cnn", NNXCNN)
-        yield config_mod
+        mp.setattr(registry_mod, "MODELS", dict(registry_mod.MODELS))
+        registry_mod.register_model("nnx_cnn", NNXCNN)
+        yield registry_mod
 
 
 def tiny_config(**kw):

@@ -49,10 +49,10 @@ def test_nnx_engine_example_builds_a_valid_run(monkeypatch):
 
     import dcnn_dd as dd
     import dcnn_dd.train as train
-    from dcnn_dd.train import config as config_mod
+    from dcnn_dd.models import registry as registry_mod
     from dcnn_dd.train.config import build_grid, build_model
 
-    monkeypatch.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
+    monkeypatch.setattr(registry_mod, "MODELS", dict(registry_mod.MODELS))
     (config, run_dir), = run_stubbed(monkeypatch, train, "run_algorithm1", nnx_engine_block())
     assert isinstance(config, train.Config) and run_dir == "results/my_nnx_run"
     model, grid = build_model(config.model, 10), build_grid(config.grid, (28, 28, 1))

@@ -15,11 +15,11 @@ import numpy as np
 
 from dcnn_dd import sharding
 from dcnn_dd.composition import Plan
-from dcnn_dd.verify import plan_for
 from dcnn_dd.data import augment as aug
 from dcnn_dd.data import sources
 from dcnn_dd.grid import Grid
 from dcnn_dd.models.pooling import with_regional_pool
+from dcnn_dd.planning import plan_for
 from dcnn_dd.train.config import Config, build_grid, build_model
 from dcnn_dd.train.state import default_tx
 from dcnn_dd.tree import init_variables
@@ -35,7 +35,7 @@ class Setup:
 
     ``model``: the global network (GNet); ``sub``: the sub-network (``model.subnet(K)``);
     ``plan``: how K trained ``sub`` compose into ``model`` ((2.11)-(2.14), checked layer by
-    layer: :func:`~dcnn_dd.verify.plan_for`), derived in ``plan_s`` seconds (None for a setup
+    layer: :func:`~dcnn_dd.planning.plan_for`), derived in ``plan_s`` seconds (None for a setup
     built with ``plan=False``);
     ``data_mesh``: the global phases' data-parallel mesh; ``subnet_mesh``: the sub-network
     phase's mesh for ``shard_map``; ``eval_batch``: the evaluation batch, a multiple of the data

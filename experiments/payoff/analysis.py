@@ -147,7 +147,7 @@ def gnet_t(setup, snap: dict, variant: Variant, epochs: int, progress: bool) -> 
     import jax
 
     from dcnn_dd.composition import compose
-    from dcnn_dd.verify import plan_for
+    from dcnn_dd.planning import plan_for
     from dcnn_dd.train.state import compose_opt_state
     from dcnn_dd.train.steps import Steps, global_state
 
