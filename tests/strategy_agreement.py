@@ -26,7 +26,7 @@ def main(run_dir: str, coordinator: str, process_id: int) -> None:
         return min(timings, key=timings.get), timings
 
     sharding.choose = choose
-    summary = run(quickstart.config(tiny=True, strategy="auto"), run_dir, progress=False, log=lambda *a, **k: None)
+    summary = run(quickstart.config(tiny=True, strategy="auto"), run_dir, progress=False, log=lambda *a, **k: None).summary
     print(json.dumps({"process": process_id, "favourite": favourite, "strategy": summary["strategy"]["strategy"],
                       "snet_acc": summary["snet_acc"]}))
 

@@ -11,7 +11,9 @@
 :func:`algorithm1_phases` builds the list from a :class:`~.setup.Setup` (which holds the data,
 the models and the checked plan); each entry is one of the functions below, in the order of the
 list.  :func:`run_algorithm1` runs it with :func:`~.phases.run_phases` (every phase checkpointed at each epoch end;
-re-running the same command resumes) and writes the summary, ``metrics.jsonl`` and the plots.
+re-running the same command resumes; one process at a time, :func:`~.checkpoint.run_lock`), writes the
+summary, ``metrics.jsonl`` and the plots, and returns an :class:`Algorithm1Result`: the summary with
+the three trained networks' variables.
 The global phases are data-parallel ``jax.jit`` over a ``data`` mesh (batch sharded,
 parameters replicated).  Multi-process runs call ``jax.distributed.initialize`` first
 (:func:`dcnn_dd.train.distributed.initialize`); everything here is then global.
@@ -19,6 +21,7 @@ parameters replicated).  Multi-process runs call ``jax.distributed.initialize`` 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import partial
 
@@ -29,7 +32,7 @@ from dcnn_dd import sharding
 from dcnn_dd.composition import compose
 from dcnn_dd.theorems import logit_sum_gap, theorem_2_2
 from dcnn_dd.train import plots
-from dcnn_dd.train.checkpoint import RunDir, write_json
+from dcnn_dd.train.checkpoint import RunDir, run_lock, write_json
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import TrainData
 from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
@@ -39,6 +42,7 @@ from dcnn_dd.train.state import compose_opt_state
 from dcnn_dd.train.steps import (
     Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state,
 )
+from dcnn_dd.train.trained import Trained, check_network, write_preprocessing
 
 PHASES = ("gnet_r", "snet_init", "strategy", "snets", "composed", "compose", "gnet_t")
 
@@ -87,7 +91,7 @@ def gnet_r_phase(setup: Setup, steps: Steps, key, results: dict) -> Train:
     return Train("gnet_r", c.gnet_r_epochs, Piecewise.from_json(c.gnet_r_lr), steps.global_train(),
                  epoch_metrics(steps.global_evaluator()), global_data(setup),
                  init=lambda r: global_state(setup, setup.global_init(key)), plateau_patience=c.plateau_patience,
-                 optional=True)
+                 optional=True, keep=host_variables)
 
 
 def snet_init(setup: Setup, key, results: dict) -> dict:
@@ -166,7 +170,13 @@ def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
 
     return Train("gnet_t", c.gnet_t_epochs, Piecewise.from_json(c.gnet_t_lr), steps_t.global_train(),
                  epoch_metrics(steps_t.global_evaluator()), global_data(setup), init=init,
-                 plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs, until=reach_gnet_r)
+                 plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs, until=reach_gnet_r,
+                 keep=host_variables)
+
+
+def host_variables(state) -> dict:
+    """A global phase's final variables, on the host (what :class:`Algorithm1Result` returns)."""
+    return sharding.to_host(state.variables)
 
 
 def reach_gnet_r(results: dict):
@@ -178,36 +188,67 @@ def reach_gnet_r(results: dict):
     return lambda h: any(r["val_acc"] >= target for r in h)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Algorithm1Result:
+    """What :func:`run_algorithm1` returns.  ``summary``: the summary (also ``summary.json``);
+    ``setup``: the :class:`~.setup.Setup` it ran on (data, models, grid, plan, the training mean);
+    ``gnet_t``, ``gnet_r``, ``snets``: the final variables of the three trained networks as host
+    (numpy) arrays - GNet-T (the composed network, fine-tuned), GNet-R (None when
+    ``gnet_r_epochs`` is 0) and the K sub-networks stacked on axis 0 - the same as their last
+    checkpoints; ``histories``: every phase's epoch records (``metrics.jsonl``)."""
+
+    summary: dict
+    setup: Setup
+    gnet_t: dict
+    gnet_r: dict | None
+    snets: dict
+    histories: dict
+
+    def trained(self, network: str) -> Trained:
+        """``network`` (``"gnet_t"``, ``"gnet_r"``, ``"snets"``) as a :class:`~.trained.Trained`
+        (``predict(images)`` with the training preprocessing), as :func:`~.trained.load_trained`
+        would read it from the run directory."""
+        check_network(network)
+        variables = getattr(self, network)
+        if variables is None:
+            raise ValueError(f"{network} was not trained ({network}_epochs=0)")
+        return Trained.from_setup(self.setup, network, variables)
+
+
 def run_algorithm1(config: Config, run_dir, *, restart: bool = False, progress: bool = True, data_path=None,
                    data_dir=None, num_devices: int | None = None, log=print, setup: Setup | None = None,
-                   steps: Steps | None = None) -> dict:
-    """Run (or resume) Algorithm 1 and the GNet-R baseline; returns the summary (also written to
-    ``<run_dir>/summary.json``, with ``metrics.jsonl`` and the PNG plots).  ``setup`` (and
-    ``steps``): a :class:`~.setup.Setup` of this configuration to reuse (its data, and its
-    compiled steps), e.g. by a caller that trains more phases on the same data afterwards
-    (:mod:`dcnn_dd.cnn_dnn`)."""
+                   steps: Steps | None = None) -> Algorithm1Result:
+    """Run (or resume) Algorithm 1 and the GNet-R baseline; returns an :class:`Algorithm1Result`
+    (the summary, also written to ``<run_dir>/summary.json`` with ``metrics.jsonl`` and the PNG
+    plots, and the trained networks' variables).  ``setup`` (and ``steps``): a
+    :class:`~.setup.Setup` of this configuration to reuse (its data, and its compiled steps), e.g.
+    by a caller that trains more phases on the same data afterwards (:mod:`dcnn_dd.cnn_dnn`).  The
+    run holds ``<run_dir>/run.lock`` while it runs (:func:`~.checkpoint.run_lock`): a second
+    process on the same directory is refused with the holder's pid, host and start time."""
     c = config
     if setup is not None and setup.config != c:
         raise ValueError("run_algorithm1(config, setup=...): the setup was built for another configuration")
     # meshes, data, models, grid and the checked plan first: a configuration that cannot run leaves no run directory
     setup = setup or build_setup(c, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
     phases = algorithm1_phases(setup, steps)  # the phase list (nothing runs or compiles yet)
-    rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
-    main = jax.process_index() == 0
-    log = log if main else (lambda *a, **k: None)
-    gdp = f"{setup.data_mesh.devices.size} device(s), {jax.process_count()} process(es)"
-    log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(setup.train_source)} train / {len(setup.test_source)} test, "
-        f"{setup.image_shape}), K={c.K}, grid {setup.grid}, data-parallel on {gdp}, backend {jax.default_backend()}")
+    with run_lock(run_dir):  # before RunDir: a second process must not even --restart the directory
+        rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
+        write_preprocessing(rd.path, setup)  # what load_trained needs besides the checkpoints
+        main = jax.process_index() == 0
+        log = log if main else (lambda *a, **k: None)
+        gdp = f"{setup.data_mesh.devices.size} device(s), {jax.process_count()} process(es)"
+        log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(setup.train_source)} train / {len(setup.test_source)} test, "
+            f"{setup.image_shape}), K={c.K}, grid {setup.grid}, data-parallel on {gdp}, backend {jax.default_backend()}")
 
-    results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
+        results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
 
-    summary = summarize(c, histories, {"strategy": results["strategy"]})
-    if main:
-        log(summary_table(summary))
-        write_json(rd.path / "summary.json", summary)
-        plots.accuracy_curves(histories, rd.path / "accuracy.png")
-        plots.phase_times(summary, rd.path / "phase_times.png")
-    return summary
+        summary = summarize(c, histories, {"strategy": results["strategy"]})
+        if main:
+            log(summary_table(summary))
+            write_json(rd.path / "summary.json", summary)
+            plots.accuracy_curves(histories, rd.path / "accuracy.png")
+            plots.phase_times(summary, rd.path / "phase_times.png")
+    return Algorithm1Result(summary, setup, results["gnet_t"], results.get("gnet_r"), results["snets"][0], histories)
 
 
 def strategy_line(choice: dict) -> str:

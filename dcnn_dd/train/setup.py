@@ -82,6 +82,21 @@ class Setup:
         return jax.tree.map(lambda *xs: np.stack(xs), *[jax.device_get(init_variables(self.sub, k, shape)) for k in keys])
 
 
+def models_for(config: Config, image_shape, num_classes):
+    """``(model, sub, grid)`` of ``config`` for images of ``image_shape`` (H, W, C) and
+    ``num_classes`` classes: the global network, the sub-network (``model.subnet(K)``) and the grid,
+    as :func:`build_setup` builds them (and :func:`~dcnn_dd.train.trained.load_trained` again, from a
+    run directory, without the data)."""
+    c = config
+    model = build_model(c.model, num_classes)
+    grid = build_grid(c.grid, image_shape)
+    if grid.K != c.K:
+        raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
+    if getattr(model, "pooling", None) == "regional":  # the regions come from the grid
+        model = with_regional_pool(model, grid, (1, *image_shape))
+    return model, model.subnet(c.K), grid
+
+
 def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: int | None = None,
                 plan: bool = True) -> Setup:
     """Make ``config``'s device meshes, load its data, build its models and grid, and derive and
@@ -106,13 +121,7 @@ def build_setup(config: Config, *, data_path=None, data_dir=None, num_devices: i
     image_shape = tuple(train_source.image_shape)
     mean = np.asarray(sources.channel_mean(train_source), np.float32)
     # ---- models and grid
-    model = build_model(c.model, train_source.num_classes)
-    grid = build_grid(c.grid, image_shape)
-    if grid.K != c.K:
-        raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
-    if getattr(model, "pooling", None) == "regional":  # the regions come from the grid
-        model = with_regional_pool(model, grid, (1, *image_shape))
-    sub = model.subnet(c.K)
+    model, sub, grid = models_for(c, image_shape, train_source.num_classes)
     # ---- the plan (2.11)-(2.14), checked; its time is charged to GNet-T's pipeline (compose_s)
     t0 = time.perf_counter()
     checked = plan_for(model, sub, grid, input_shape=(1, *image_shape)) if plan else None
