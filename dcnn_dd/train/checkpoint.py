@@ -301,11 +301,17 @@ def _read_first_line(path) -> str | None:
         return None
 
 
-def _process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat``), None where unknown:
-    tells a live holder from another process that got its pid later."""
+def _process_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), None where unknown."""
     stat = _read_first_line(f"/proc/{pid}/stat")
-    return stat.rsplit(")", 1)[1].split()[19] if stat and ")" in stat else None
+    return stat.rsplit(")", 1)[1].split() if stat and ")" in stat else None
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), None where unknown: tells a live
+    holder from another process that got its pid later."""
+    fields = _process_stat(pid)
+    return fields[19] if fields else None
 
 
 def _boot_id() -> str | None:
@@ -336,7 +342,10 @@ def holder_alive(holder: dict) -> bool | None:
         return False
     except PermissionError:
         pass  # alive, another user's
-    start = _process_start(pid)
+    fields = _process_stat(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent
+    start = fields[19] if fields else None
     return not (holder.get("process_start") and start and start != holder["process_start"])  # a reused pid: dead
 
 
