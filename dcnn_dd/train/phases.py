@@ -56,10 +56,11 @@ class Train:
     optional: bool = False
 
     def phase(self, until: Callable[[list], bool] | None = None) -> Phase:
-        """The epoch loop's :class:`~.loop.Phase` of this entry, with the stopping rule ``until``
-        (``until(results)`` evaluated; without one the extra epochs are dropped): what
-        :func:`run_phases` runs, and what a caller runs itself with :func:`~.loop.run_phase` (e.g.
-        :mod:`experiments.payoff`, with in-memory checkpoints under its own clocks)."""
+        """The epoch loop's :class:`~.loop.Phase` of this entry with the stopping rule ``until``
+        (``history -> bool``, e.g. the entry's own ``until(results)``; without one the extra epochs
+        are dropped): what :func:`run_phases` runs, and what a caller runs itself with
+        :func:`~.loop.run_phase` (e.g. :mod:`experiments.payoff`, with in-memory checkpoints under
+        its own clocks)."""
         return Phase(self.name, self.epochs, self.schedule, self.step, self.evaluate, self.num_nets,
                      self.plateau_patience, extra_epochs=self.extra_epochs if until is not None else 0, until=until)
 
