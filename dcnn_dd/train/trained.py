@@ -17,8 +17,10 @@ the same record from a run just finished, without reading the checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import logging
 from pathlib import Path
 
 import jax
@@ -162,18 +164,32 @@ def load_trained(run_dir, network: str) -> Trained:
         raise CheckpointError(f"{run_dir} has no {PREPROCESSING} (a run from before it was written): re-run the same "
                               "command once to write it (a finished run trains nothing again)")
     prep = read_json(prep_file)
-    store = PhaseCheckpoints(run_dir.absolute() / "ckpt" / network)
-    step = store.latest()
-    meta = store.meta(step) if step is not None else {}
-    store.close()
-    if step is None:
-        why = (f"{network}_epochs=0 in its configuration: it was not trained"
-               if getattr(config, f"{network}_epochs", 1) == 0 else "the run has not trained it yet: re-run it")
-        raise CheckpointError(f"{run_dir} has no {network} checkpoint ({why})")
+    with quiet_absl():  # orbax's warning about a metadata file these checkpoints do not need
+        store = PhaseCheckpoints(run_dir.absolute() / "ckpt" / network)
+        step = store.latest()
+        meta = store.meta(step) if step is not None else {}
+        store.close()
+        if step is None:
+            why = (f"{network}_epochs=0 in its configuration: it was not trained"
+                   if getattr(config, f"{network}_epochs", 1) == 0 else "the run has not trained it yet: re-run it")
+            raise CheckpointError(f"{run_dir} has no {network} checkpoint ({why})")
+        variables = load_variables(run_dir, network, step)
     image_shape = tuple(int(n) for n in prep["image_shape"])
     model, sub, grid = models_for(config, image_shape, prep["num_classes"])
-    return Trained(network, sub if network == "snets" else model, load_variables(run_dir, network, step), config, grid,
+    return Trained(network, sub if network == "snets" else model, variables, config, grid,
                    np.asarray(prep["mean"], np.float32), float(prep["pixel_scale"]), bool(meta.get("done", False)))
+
+
+@contextlib.contextmanager
+def quiet_absl():
+    """absl's log (orbax's) at ERROR level while the body runs."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 __all__ = ["NETWORKS", "Trained", "load_trained"]
