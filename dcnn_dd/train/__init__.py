@@ -31,8 +31,9 @@ Meshes, ``kmap`` and the strategies live one floor down in :mod:`dcnn_dd.shardin
 helpers in :mod:`dcnn_dd.tree`, the theorem checks in :mod:`dcnn_dd.theorems`.
 """
 
+from dcnn_dd.models.registry import build_model, register_model
 from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, RunDir, RunDirInUseError
-from dcnn_dd.train.config import Config, build_grid, build_model, register_model
+from dcnn_dd.train.config import Config, build_grid
 from dcnn_dd.train.loop import Interrupted, NonFiniteLossError, Phase, TrainData, run_phase
 from dcnn_dd.train.schedules import PAPER_SCHEDULES, Piecewise, Plateau
 from dcnn_dd.train.state import TrainState, create_state, default_tx, eval_step, train_step
@@ -51,8 +52,8 @@ _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "PAPER_SCHEDULES", "CheckpointError", "Config", "ConfigMismatchError", "Interrupted", "NonFiniteLossError", "Phase",
-    "Piecewise", "Plateau", "RunDir", "RunDirInUseError", "TrainData", "TrainState", "build_grid", "build_model", "create_state",
-    "default_tx", "eval_step", "register_model", "run_phase", "train_step", *sorted(_WHERE),
+    "Piecewise", "Plateau", "RunDir", "RunDirInUseError", "TrainData", "TrainState", "build_grid", "build_model",
+    "create_state", "default_tx", "eval_step", "register_model", "run_phase", "train_step", *sorted(_WHERE),
 ]
 
 

@@ -14,7 +14,7 @@ import math
 import numbers
 
 from dcnn_dd.grid import Grid, paper_grid
-from dcnn_dd.models.registry import MODELS, build_model, register_model  # noqa: F401 (the registry's home)
+from dcnn_dd.models.registry import MODELS, build_model, register_model  # noqa: F401 (re-exported)
 from dcnn_dd.train.schedules import Piecewise
 
 

@@ -29,8 +29,9 @@ import numpy as np
 
 from dcnn_dd.data import augment as aug
 from dcnn_dd.grid import Grid, decompose_input
+from dcnn_dd.models import registry
 from dcnn_dd.train.checkpoint import CheckpointError, PhaseCheckpoints, load_variables, read_json, write_json
-from dcnn_dd.train.config import MODELS, Config
+from dcnn_dd.train.config import Config
 from dcnn_dd.train.state import eval_step
 
 NETWORKS = ("gnet_t", "gnet_r", "snets")
@@ -155,7 +156,7 @@ def load_trained(run_dir, network: str) -> Trained:
         raise CheckpointError(f"{run_dir} is not an Algorithm-1 run directory (its config.json has no 'config', or "
                               "is a CNN-DNN's: load from the run directory above it)")
     name = (record["config"].get("model") or {}).get("name")
-    if name not in MODELS:
+    if name not in registry.MODELS:
         raise ValueError(f"{run_dir} was trained with model {name!r}, which is not registered: register it with "
                          "dcnn_dd.train.register_model before load_trained")
     config = Config.from_json(record["config"])
