@@ -10,17 +10,19 @@ dense layers fed by a flattened spatial map (found by tracing the model, see
     global_vars = compose(plan, stacked_sub_vars)     # (2.11)-(2.14), leading axis K
     stacked     = decompose(plan, global_vars)        # the diagonal blocks, the inverse
 
-Both are pure functions of pytrees, jit-able (the plan is static).  :func:`dcnn_dd.verify.plan_for`
-builds a plan straight from two Flax modules (global and sub-network, both Linen or both NNX)
-and a :class:`~dcnn_dd.grid.Grid`, and checks it layer by layer; for NNX, compose and decompose take and return ``nnx.State``
-(:mod:`dcnn_dd.nnx_adapter`).
+Both are pure functions of pytrees, jit-able (the plan is static).  :func:`dcnn_dd.planning.plan_for`
+builds a plan straight from two Flax modules and a :class:`~dcnn_dd.grid.Grid`
+(:func:`dcnn_dd.verify.check_composition` checks it layer by layer).  compose and decompose take
+nested dicts of arrays (Linen's variables) and any other kind of variable tree registered with
+:func:`register_tree_kind`, which they return as the same kind: this module knows no dialect but
+nested dicts (the other Flax dialect registers its states from its adapter module).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +32,6 @@ from dcnn_dd import rules as R
 from dcnn_dd.fields import Window, flatten_fields
 from dcnn_dd.grid import Grid
 from dcnn_dd.tree import leaves_by_path, path_str
-from dcnn_dd.nnx_adapter import is_nnx_state, map_state, state_leaves
 
 
 def _shape(x) -> tuple[int, ...]:
@@ -61,31 +62,60 @@ class Plan:
         return id(self)
 
 
+# --------------------------------------------------------------------------- variable trees
+@dataclasses.dataclass(frozen=True)
+class TreeKind:
+    """A kind of variable tree besides nested dicts, registered by the module that knows it:
+    ``accepts(tree)``; ``leaves(tree) -> {leaf path: array}``, the leaves a plan covers;
+    ``rebuild(tree, {leaf path: array}) -> tree``, the same kind of tree with those values."""
+
+    name: str
+    accepts: Callable[[object], bool]
+    leaves: Callable[[object], Mapping]
+    rebuild: Callable[[object, Mapping], object]
+
+
+TREE_KINDS: list[TreeKind] = []
+
+
+def register_tree_kind(kind: TreeKind) -> None:
+    """Let :func:`compose` and :func:`decompose` take (and return) trees of ``kind`` (once per name)."""
+    if all(k.name != kind.name for k in TREE_KINDS):
+        TREE_KINDS.append(kind)
+
+
+def tree_kind(tree) -> TreeKind | None:
+    """The registered kind of ``tree``, None for a nested dict (or any other pytree)."""
+    return next((k for k in TREE_KINDS if k.accepts(tree)), None)
+
+
+def _map_leaves(plan: Plan, tree, shapes: Mapping, what: str, stacked: bool, fn: Callable):
+    """``fn(path, rule, leaf)`` on every leaf of ``tree`` (checked against ``shapes``), as a tree of
+    its kind: the plan's tree structure for a nested dict, the registered kind's own otherwise."""
+    kind = tree_kind(tree)
+    leaves = leaves_by_path(tree) if kind is None else kind.leaves(tree)
+    _check_tree(plan, leaves, shapes, what, stacked=stacked)
+    out = {p: fn(p, plan.rules[p], jnp.asarray(leaves[p])) for p in plan.rules}
+    if kind is not None:
+        return kind.rebuild(tree, out)
+    return jax.tree_util.tree_unflatten(plan.treedef, [out[p] for p in plan.rules])
+
+
 def compose(plan: Plan, stacked_sub_vars):
     """Stacked sub-network variables (leading axis K) -> global variables, by (2.11)-(2.14).
 
-    A Linen variable dict gives a dict; an ``nnx.State`` (of K sub-networks, e.g. ``nnx.split`` of
-    K sub-networks built under ``nnx.vmap``) gives an ``nnx.State`` of the global network with the
-    same Variable types, for ``nnx.update`` / ``nnx.merge`` (see :mod:`dcnn_dd.nnx_adapter`)."""
-    if is_nnx_state(stacked_sub_vars):
-        _check_tree(plan, state_leaves(stacked_sub_vars), plan.sub_shapes, "stacked sub-network", stacked=True)
-        return map_state(stacked_sub_vars, lambda p, v: plan.rules[p].compose(jnp.asarray(v), plan.global_shapes[p]))
-    leaves = leaves_by_path(stacked_sub_vars)
-    _check_tree(plan, leaves, plan.sub_shapes, "stacked sub-network", stacked=True)
-    out = [plan.rules[p].compose(jnp.asarray(leaves[p]), plan.global_shapes[p]) for p in plan.rules]
-    return jax.tree_util.tree_unflatten(plan.treedef, out)
+    A nested dict gives a dict; a tree of a registered kind (:func:`register_tree_kind`; e.g. the
+    K sub-networks' state of the other Flax dialect, see :mod:`dcnn_dd.nnx_adapter`) gives a tree of
+    that kind."""
+    return _map_leaves(plan, stacked_sub_vars, plan.sub_shapes, "stacked sub-network", True,
+                       lambda p, rule, v: rule.compose(v, plan.global_shapes[p]))
 
 
 def decompose(plan: Plan, global_vars):
     """Global variables -> stacked sub-network variables (leading axis K): the diagonal blocks.
-    A dict gives a dict, an ``nnx.State`` an ``nnx.State`` (every leaf stacked on axis 0)."""
-    if is_nnx_state(global_vars):
-        _check_tree(plan, state_leaves(global_vars), plan.global_shapes, "global")
-        return map_state(global_vars, lambda p, v: plan.rules[p].decompose(jnp.asarray(v), plan.K, plan.sub_shapes[p]))
-    leaves = leaves_by_path(global_vars)
-    _check_tree(plan, leaves, plan.global_shapes, "global")
-    out = [plan.rules[p].decompose(jnp.asarray(leaves[p]), plan.K, plan.sub_shapes[p]) for p in plan.rules]
-    return jax.tree_util.tree_unflatten(plan.treedef, out)
+    A dict gives a dict, a tree of a registered kind one of that kind (every leaf stacked on axis 0)."""
+    return _map_leaves(plan, global_vars, plan.global_shapes, "global", False,
+                       lambda p, rule, v: rule.decompose(v, plan.K, plan.sub_shapes[p]))
 
 
 def _check_tree(plan: Plan, leaves: Mapping, shapes: Mapping, what: str, stacked: bool = False) -> None:

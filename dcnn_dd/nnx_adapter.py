@@ -1,6 +1,6 @@
 """Flax NNX modules and states in the functional API (the NNX dialect).
 
-:func:`~dcnn_dd.verify.plan_for`, :func:`~dcnn_dd.verify.check_composition`,
+:func:`~dcnn_dd.planning.plan_for`, :func:`~dcnn_dd.verify.check_composition`,
 :func:`~dcnn_dd.composition.compose` and :func:`~dcnn_dd.composition.decompose` take either dialect:
 
 * **Linen**: ``nn.Module`` definitions and variable dicts ``{collection: {...}}``; leaf paths
@@ -13,6 +13,10 @@
   (``nnx.Param``, ``nnx.BatchStat``, ...) that ``nnx.update(global_model, state)`` and
   ``nnx.merge(graphdef, state)`` accept; ``decompose`` returns the sub-networks' state stacked on
   axis 0, as ``nnx.split`` of K sub-networks built under ``nnx.vmap`` holds it.
+
+:mod:`dcnn_dd.composition` itself knows only nested dicts: this module registers ``nnx.State`` with
+it (:func:`~dcnn_dd.composition.register_tree_kind`, when the package is imported), so
+``compose(plan, state)`` and ``decompose(plan, state)`` take and return states.
 
 The plan covers every ``nnx.Variable`` of the model except RNG state (``nnx.RngState``: keys and
 counts of a module's own ``nnx.Rngs``, not weights) and sown values (``nnx.Intermediate``).  Those
@@ -40,7 +44,9 @@ from collections.abc import Callable, Mapping
 
 import jax
 
-# attributes recorded per submodule (the same ones verify.module_kinds reads from Linen modules)
+from dcnn_dd.composition import TreeKind, register_tree_kind
+
+# attributes recorded per submodule (the same ones planning.module_kinds reads from Linen modules)
 _ATTRS = ("feature_group_count", "use_running_average", "num_groups", "group_size", "padding", "num_heads")
 
 
@@ -89,7 +95,7 @@ def map_state(state, fn: Callable[[str, object], object]):
 
 
 class NNXModel:
-    """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.verify.plan_for`
+    """An ``nnx.Module`` with Linen's ``init`` / ``apply``, for :func:`~dcnn_dd.planning.plan_for`
     and :func:`~dcnn_dd.verify.check_composition` (see the module doc).  The module itself is
     never changed: every ``apply`` runs a fresh ``nnx.merge`` of its graph and the given values.
 
@@ -341,6 +347,14 @@ def as_modules(global_model, sub_model):
         raise ValueError(f"the {which[0]} is an nnx.Module and the {which[1]} a Linen module: give both in one dialect")
     return g, s
 
+
+def _rebuild(state, values: Mapping):
+    """``state``'s planned part with the values of ``values`` (by leaf path), same Variable types."""
+    return map_state(state, lambda path, value: values[path])
+
+
+# compose / decompose take and return nnx.State through this kind (dcnn_dd.composition knows only dicts)
+register_tree_kind(TreeKind("nnx.State", is_nnx_state, state_leaves, _rebuild))
 
 __all__ = ["NNXModel", "as_module", "as_modules", "collection_of", "is_nnx_module", "is_nnx_state", "map_state",
            "planned_state", "recording", "reseeded", "set_mode", "state_leaves", "state_path", "takes_train"]

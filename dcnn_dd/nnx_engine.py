@@ -19,7 +19,7 @@ Register the ``nnx.Module`` class (or a ``functools.partial`` of it) with
 Why not ``flax.nnx.bridge.ToLinen``: the bridge gives the same variable layout (one collection per
 Variable type, ``{'params': {'conv1': {'kernel': ...}}, 'batch_stats': {'bn': ...}}``, which this
 wrapper also uses), but the wrapped NNX layers are invisible to Linen, so
-:func:`~dcnn_dd.verify.plan_for`'s verification would see only the network's output, not each
+:func:`~dcnn_dd.planning.plan_for`'s verification would see only the network's output, not each
 layer's, and could neither name a deviating layer nor tell that a BatchNorm is in inference
 mode.  :class:`NNXNet` runs the module through :class:`~dcnn_dd.nnx_adapter.NNXModel`, which
 records every submodule's call: the plan is verified layer by layer as for Linen, its leaf paths
@@ -100,7 +100,7 @@ class NNXNet:
     _models: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     pooling = None  # the engine's regional pooling is for the Linen zoo
-    leaf_prefix = "params/"  # where a layer's leaves live (verify)
+    leaf_prefix = "params/"  # where a layer's leaves live (dcnn_dd.verify)
 
     @classmethod
     def build_spec(cls, name: str, factory, kwargs: Mapping) -> NNXNet:

@@ -7,7 +7,7 @@
 * :func:`traced_strides`: the stride in front of each flattened dense layer, as
   :func:`~dcnn_dd.composition.make_plan` takes it.
 
-:func:`dcnn_dd.verify.plan_for` uses all three to build a plan from two Flax modules;
+:func:`dcnn_dd.planning.plan_for` uses all three to build a plan from two Flax modules;
 :func:`dcnn_dd.verify.check_composition` uses the geometry to diagnose deviations.
 """
 
@@ -108,6 +108,7 @@ class Geometry:
     padded_windows: int = 0                              # convolutions / poolings with non-zero padding
     windows: int = 0
     spatial_reductions: int = 0                          # reductions over spatial axes (GAP, batch statistics)
+    regional_reductions: int = 0                         # reductions over a cropped region of a map (regional pooling)
     transposed: int = 0                                  # convolutions with input dilation (not followed)
 
 
@@ -115,7 +116,10 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
     """Total stride, padding and spatial reductions of ``apply_fn(variables, x)`` with ``x`` of shape
     ``(B, *spatial, C)`` (``ndim`` spatial axes), by a data-flow walk over its jaxpr: each tensor
     derived from the input keeps its cumulative stride (convolutions and poolings multiply it,
-    element-wise operations and merges keep it) and whether some window on its way was padded."""
+    element-wise operations and merges keep it) and whether some window on its way was padded.
+    A reduction over the spatial axes of a slice that crops them (regional pooling,
+    :mod:`dcnn_dd.models.pooling`: channel block k averaged over sub-network k's region) is counted
+    apart from one over a whole map (global average pooling, batch statistics)."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
     names = [path_str(p) for p, _ in flat]
     vals = [v for _, v in flat]
@@ -129,16 +133,18 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
         st = tuple(max(s[0][i] for s in states) for i in range(ndim))
         return st, any(s[1] for s in states)
 
-    def walk(j, state: dict, flat_of: dict, leaf_of: dict):
+    def walk(j, state: dict, flat_of: dict, leaf_of: dict, cropped: dict):
         for eqn in j.eqns:
             prim = eqn.primitive.name
             ins = [v for v in eqn.invars if is_jaxpr_var(v)]
             sub = call_jaxpr(eqn)
             if sub is not None:
-                inner_state, inner_flat, inner_leaf = {}, {}, {}
-                _carry(zip(eqn.invars, sub.invars), [(state, inner_state), (flat_of, inner_flat), (leaf_of, inner_leaf)])
-                walk(sub, inner_state, inner_flat, inner_leaf)
-                _carry(zip(sub.outvars, eqn.outvars), [(inner_state, state), (inner_flat, flat_of)])
+                inner_state, inner_flat, inner_leaf, inner_crop = {}, {}, {}, {}
+                _carry(zip(eqn.invars, sub.invars), [(state, inner_state), (flat_of, inner_flat), (leaf_of, inner_leaf),
+                                                     (cropped, inner_crop)])
+                walk(sub, inner_state, inner_flat, inner_leaf, inner_crop)
+                _carry(zip(sub.outvars, eqn.outvars), [(inner_state, state), (inner_flat, flat_of),
+                                                       (inner_crop, cropped)])
                 continue
             if prim == "dot_general":
                 a, b = eqn.invars
@@ -182,9 +188,17 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
             elif prim in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin"):
                 axes = eqn.params.get("axes", ())
                 if any(1 <= a <= ndim for a in axes):
-                    geo.spatial_reductions += 1
+                    if eqn.invars[0] in cropped:
+                        geo.regional_reductions += 1
+                    else:
+                        geo.spatial_reductions += 1
                 else:
                     state[out] = src
+            elif prim in ("slice", "dynamic_slice"):
+                state[out] = src
+                shp, oshp = tuple(eqn.invars[0].aval.shape), tuple(out.aval.shape)
+                if len(shp) == len(oshp) == ndim + 2 and any(o < i for o, i in zip(oshp[1:ndim + 1], shp[1:ndim + 1])):
+                    cropped[out] = True  # a region of the map: a reduction over it is not over the whole map
             elif prim == "reshape":
                 shp, oshp = tuple(eqn.invars[0].aval.shape), tuple(out.aval.shape)
                 if len(shp) > 2 and len(oshp) == 2 and oshp[0] == shp[0]:
@@ -197,7 +211,7 @@ def trace_geometry(apply_fn, variables, x, ndim: int) -> Geometry:
                         state[o] = merge(tracked)
 
     x_var = jx.invars[n]
-    walk(jx, {x_var: ((1,) * ndim, False)}, {}, {v: names[i] for i, v in enumerate(jx.invars[:n])})
+    walk(jx, {x_var: ((1,) * ndim, False)}, {}, {v: names[i] for i, v in enumerate(jx.invars[:n])}, {})
     geo.total_stride = deepest[0]
     return geo
 

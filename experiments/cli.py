@@ -189,15 +189,17 @@ def parser(name: str, doc: str, default_preset: str = "cpu-smoke",
 def cli_errors():
     """For a command's main: the engine's known failures (an invalid value - every ``ValueError``,
     e.g. ``--set train_size=-5``, an unknown ``--set`` key or ``--num-devices 0`` -, missing data, a
-    run directory of another configuration, a damaged checkpoint, a non-finite loss) exit 2 with
-    their message on stderr instead of a traceback; Ctrl-C (the checkpoint is saved) exits 130."""
+    run directory of another configuration or in use by another process, a damaged checkpoint, a
+    non-finite loss) exit 2 with their message on stderr instead of a traceback; Ctrl-C (the
+    checkpoint is saved) exits 130."""
     from dcnn_dd.data.sources import DatasetNotFoundError
-    from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError
+    from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, RunDirInUseError
     from dcnn_dd.train.loop import Interrupted, NonFiniteLossError
 
     try:
         yield
-    except (ValueError, DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError) as e:
+    except (ValueError, DatasetNotFoundError, ConfigMismatchError, CheckpointError, NonFiniteLossError,
+            RunDirInUseError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except Interrupted as e:

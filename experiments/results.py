@@ -68,9 +68,9 @@ def run_case(config, run_dir: Path, args, log=print) -> dict:
     """One Algorithm-1 run (resumable) in ``run_dir``; returns its summary with its histories."""
     from dcnn_dd.train import run_algorithm1
 
-    summary = run_algorithm1(config, run_dir, restart=args.restart, progress=not args.no_progress, data_path=args.data,
-                  data_dir=args.data_dir, num_devices=args.num_devices, log=log)
-    return {**summary, "histories": read_metrics(run_dir)}
+    result = run_algorithm1(config, run_dir, restart=args.restart, progress=not args.no_progress, data_path=args.data,
+                            data_dir=args.data_dir, num_devices=args.num_devices, log=log)
+    return {**result.summary, "histories": read_metrics(run_dir)}
 
 
 def read_metrics(run_dir: Path) -> dict:

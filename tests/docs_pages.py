@@ -64,6 +64,12 @@ def tasks_block():
     return block
 
 
+def inference_block():
+    """After training: the one block on any page that calls load_trained."""
+    (block,) = [b for b in python_blocks() if "load_trained(" in b[1]]
+    return block
+
+
 def layer_parallel_block():
     """The layer-parallel example: the one block on any page that imports dcnn_dd.layer_parallel."""
     (block,) = [b for b in python_blocks() if "dcnn_dd.layer_parallel" in b[1]]
@@ -78,9 +84,10 @@ def cnn_dnn_blocks():
 
 
 def executed_blocks():
-    """Every block some test runs: test_readme.py, test_cnn_dnn.py and test_tasks.py run exactly these."""
+    """Every block some test runs: test_readme.py, test_cnn_dnn.py, test_tasks.py and (the inference
+    block) test_quickstart.py run exactly these."""
     return [functional_api_block(), nnx_api_block(), nnx_engine_block(), linen_engine_block(), engine_block(),
-            tasks_block(),
+            tasks_block(), inference_block(),
             layer_parallel_block(), *cnn_dnn_blocks()]
 
 

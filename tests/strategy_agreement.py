@@ -26,7 +26,8 @@ def main(run_dir: str, coordinator: str, process_id: int) -> None:
         return min(timings, key=timings.get), timings
 
     sharding.choose = choose
-    summary = run(quickstart.config(tiny=True, strategy="auto"), run_dir, progress=False, log=lambda *a, **k: None)
+    result = run(quickstart.config(tiny=True, strategy="auto"), run_dir, progress=False, log=lambda *a, **k: None)
+    summary = result.summary
     print(json.dumps({"process": process_id, "favourite": favourite, "strategy": summary["strategy"]["strategy"],
                       "snet_acc": summary["snet_acc"]}))
 

@@ -191,3 +191,47 @@ def test_tampered_meta_is_a_checkpoint_error(tmp_path, case):
     data = TrainData(source=None, batch_size=1, seed=0)
     with pytest.raises(CheckpointError, match="meta record .* is damaged"):
         run_phase(phase, _state(), store, data, progress=False)
+
+
+# ---------------------------------------------------------------- the run-directory lock (issue 24, point 6)
+def test_a_run_directory_in_use_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    """A lock held by a live process (here a sleeping one) refuses a second run with one line
+    naming it (pid, host, start time); once that process is dead, its stale lock is taken over (a
+    resume after a kill is not blocked); the lock is released at the end of the body, on an
+    exception too; one process may nest it (the CNN-DNN around its Algorithm-1 run)."""
+    import socket
+    import subprocess
+    import sys
+
+    from dcnn_dd.train.checkpoint import LOCK_FILE, RunDirInUseError, run_lock, this_process
+
+    lock = tmp_path / LOCK_FILE
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        held = {**this_process(), "pid": other.pid, "process_start": None, "started": "2026-12-01T10:00:00+00:00"}
+        lock.write_text(json.dumps(held))
+        with pytest.raises(RunDirInUseError) as e:
+            with run_lock(tmp_path):
+                pass
+        msg = str(e.value)
+        assert len(msg.splitlines()) == 1 and lock.read_text() == json.dumps(held)  # refused, the lock untouched
+        assert f"in use by process {other.pid} on host {socket.gethostname()} (started 2026-12-01T10:00:00" in msg
+    finally:
+        other.kill()
+        other.wait()
+    with run_lock(tmp_path):  # the holder is dead: its lock is taken over
+        mine = json.loads(lock.read_text())
+        assert mine["pid"] != other.pid and mine["host"] == socket.gethostname()
+        with run_lock(tmp_path):  # nested in the same process
+            pass
+        assert lock.exists()
+    assert not lock.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # released, nothing left aside
+    with pytest.raises(KeyError):
+        with run_lock(tmp_path):
+            raise KeyError("the run failed")
+    assert not lock.exists()
+    # a holder on another host cannot be checked from here: refused, with what to do if it is gone
+    lock.write_text(json.dumps({**held, "host": "elsewhere.example"}))
+    with pytest.raises(RunDirInUseError, match=r"on host elsewhere.example .*another host.*rm '"):
+        with run_lock(tmp_path):
+            pass

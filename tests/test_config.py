@@ -104,3 +104,28 @@ def test_num_devices_0_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "num_devices=0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_directory_in_use_is_one_line_and_exit_2(tmp_path, capsys):
+    """The command line's form of the run-directory lock: another live process's lock is refused
+    with one line naming it, exit 2, and the directory is left as it was."""
+    import json
+    import subprocess
+    import sys
+
+    from dcnn_dd.train.checkpoint import LOCK_FILE, this_process
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / LOCK_FILE).write_text(json.dumps({**this_process(), "pid": other.pid, "process_start": None}))
+        with pytest.raises(SystemExit) as e:
+            quickstart.main(["--tiny", "--no-progress", "--run-dir", str(run_dir)])
+    finally:
+        other.kill()
+        other.wait()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: run directory ") and f"in use by process {other.pid}" in err, err
+    assert len(err.strip().splitlines()) == 1 and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]

@@ -201,8 +201,14 @@ def test_restart_without_a_transfer_phase_forgets_the_cached_transfer_score(resu
     run_dir = out / "cases" / case.name
     cached = run_dir / "cnn_dnn" / "transfer_init.json"
     assert cached.exists()
+    from dcnn_dd.train import Algorithm1Result
+
     a1 = json.loads((run_dir / "summary.json").read_text())
-    monkeypatch.setattr(train, "run_algorithm1", lambda *a, **k: a1)  # the trained local CNNs, not retrained
+
+    def finished(config, run_dir, **kw):  # the trained local CNNs, not retrained
+        return Algorithm1Result(a1, kw["setup"], None, None, load_variables(run_dir, "snets"), {})
+
+    monkeypatch.setattr(train, "run_algorithm1", finished)
     cfg = dataclasses.replace(case.cnn_dnn, dnn_epochs=0, coherent_epochs=0, transfer_epochs=0)
     summary = train.run_cnn_dnn(case.config, cfg, run_dir, restart=True, progress=False, log=lambda *a, **k: None)
     assert not cached.exists() and summary["acc"]["transfer_init"] is None

@@ -460,6 +460,19 @@ def test_normalisation_across_channels_warns_as_for_linen(kind, groups, sub_grou
 
 
 # ------------------------------------------------------------------ compose / decompose on nnx.State
+def test_composition_knows_only_dicts_and_nnx_states_come_through_the_adapter():
+    """dcnn_dd.composition has no NNX branch (it neither imports nor names flax.nnx): nnx.State
+    reaches compose / decompose as a tree kind that dcnn_dd.nnx_adapter registers."""
+    import inspect
+
+    from dcnn_dd import composition, nnx_adapter
+
+    src = inspect.getsource(composition)
+    assert "flax" not in src and "nnx." not in src and "import nnx" not in src and "nnx_adapter import" not in src
+    assert [k.name for k in composition.TREE_KINDS] == ["nnx.State"]
+    assert composition.TREE_KINDS[0].accepts is nnx_adapter.is_nnx_state
+
+
 def test_compose_on_states_dicts_jit_and_errors():
     grid = _grid(16)
     net, sub = _pair(Stride4NNX, width=(8, 2), hidden=(16, 4))

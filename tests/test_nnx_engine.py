@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from dcnn_dd.models import divide_widths
-from dcnn_dd.train import config as config_mod
+from dcnn_dd.models import registry as registry_mod
 
 QUIET = {"progress": False, "log": lambda *a, **k: None}
 
@@ -51,9 +51,9 @@ class NoSubnet(nnx.Module):
 @pytest.fixture(scope="module")
 def registry():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
-        config_mod.register_model("nnx_cnn", NNXCNN)
-        yield config_mod
+        mp.setattr(registry_mod, "MODELS", dict(registry_mod.MODELS))
+        registry_mod.register_model("nnx_cnn", NNXCNN)
+        yield registry_mod
 
 
 def tiny_config(**kw):
@@ -71,12 +71,18 @@ SUMMARY_KEYS = (  # the summary's results (not its times)
 
 
 @pytest.fixture(scope="module")
-def nnx_run(registry, tmp_path_factory):
+def nnx_result(registry, tmp_path_factory):
     from dcnn_dd.train import run_algorithm1
 
     run_dir = tmp_path_factory.mktemp("nnx_run")
     config = tiny_config()
     return config, run_dir, run_algorithm1(config, run_dir, **QUIET)
+
+
+@pytest.fixture(scope="module")
+def nnx_run(nnx_result):
+    config, run_dir, result = nnx_result
+    return config, run_dir, result.summary
 
 
 def _params(run_dir, phase):
@@ -105,6 +111,79 @@ def test_nnx_model_trains_through_algorithm_1(nnx_run):
         assert float(np.abs(np.asarray(v["batch_stats"]["bn"]["var"]) - 1).max()) > 1e-3
 
 
+def test_the_result_holds_the_trained_networks_and_load_trained_predicts_as_the_engine(nnx_result, tmp_path):
+    """Results out (issue 24, point 5), on the shared run.  run_algorithm1 returns an
+    Algorithm1Result: the summary of summary.json and the three networks' final variables, bitwise
+    their last checkpoints.  load_trained rebuilds each network from the run directory alone
+    (config.json, the checkpoint, preprocessing.json: no data); its predict on the raw (uint8)
+    test images counts exactly the correct answers of the engine's last evaluation, as does the
+    result's own trained(...).  The run leaves no lock, and releases it when it fails; a directory
+    locked by another live process is refused before anything is written."""
+    import json
+    import subprocess
+    import sys
+
+    from dcnn_dd.data import load
+    from dcnn_dd.train import Algorithm1Result, RunDirInUseError, load_trained, run_algorithm1
+    from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, load_variables, this_process
+
+    config, run_dir, result = nnx_result
+    assert isinstance(result, Algorithm1Result)
+    assert json.loads(json.dumps(result.summary)) == json.loads((run_dir / "summary.json").read_text())
+    for name in ("gnet_t", "gnet_r", "snets"):
+        mine, saved = getattr(result, name), load_variables(run_dir, name)
+        assert jax.tree.structure(mine) == jax.tree.structure(saved), name
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(jax.tree.leaves(mine),
+                                                                              jax.tree.leaves(saved))), name
+    assert [r["phase"] for r in result.histories["snets"]] == ["snets"] * config.snet_epochs
+    assert not (run_dir / "run.lock").exists()
+
+    test = load(config.dataset, "test").subset(config.test_size)
+    images, labels = test.take(np.arange(len(test)))
+    assert images.dtype == np.uint8
+    last = {name: result.histories[name][-1]["val_acc"] for name in ("gnet_t", "gnet_r", "snets")}
+    for name, acc in last.items():
+        trained = load_trained(run_dir, name)
+        assert trained.finished and trained.network == name and trained.config == config
+        out = trained.predict(images, batch_size=48)  # batches that do not divide the 64 images: one padded
+        assert out.shape == ((config.K,) if name == "snets" else ()) + (len(test), 10)
+        correct = (out.argmax(-1) == labels).sum(-1)
+        np.testing.assert_array_equal(correct, np.round(np.asarray(acc) * len(test)), err_msg=name)
+        again = result.trained(name).predict(images)  # the same network from memory, the run's batch size
+        np.testing.assert_array_equal((again.argmax(-1) == labels).sum(-1), correct, err_msg=name)
+    assert result.summary["snet_acc"] == last["snets"]
+
+    # one-line errors: an unknown network, a phase without a checkpoint, a directory without a run
+    with pytest.raises(ValueError, match=r"network='gnet'.*choose one of"):
+        load_trained(run_dir, "gnet")
+    no_r = tmp_path / "no_gnet_r"
+    no_r.mkdir()
+    (no_r / "config.json").write_text(json.dumps({"config": config.replace(gnet_r_epochs=0).to_json()}))
+    shutil.copy(run_dir / "preprocessing.json", no_r)
+    with pytest.raises(CheckpointError, match=r"has no gnet_r checkpoint \(gnet_r_epochs=0"):
+        load_trained(no_r, "gnet_r")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_trained(tmp_path / "nothing", "gnet_t")
+
+    # the lock: released when the run fails (another configuration in the directory) ...
+    other = config.replace(seed=1)
+    with pytest.raises(ConfigMismatchError):
+        run_algorithm1(other, run_dir, setup=result.setup.reconfigured(seed=1), **QUIET)
+    assert not (run_dir / "run.lock").exists()
+    # ... and a directory another live process holds is refused before anything is written
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (busy / "run.lock").write_text(json.dumps({**this_process(), "pid": sleeper.pid, "process_start": None}))
+        with pytest.raises(RunDirInUseError, match=f"in use by process {sleeper.pid} on host"):
+            run_algorithm1(config, busy, setup=result.setup, **QUIET)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sorted(p.name for p in busy.iterdir()) == ["run.lock"]
+
+
 def test_sub_networks_start_from_independent_keys(nnx_run):
     from dcnn_dd.train import build_setup, phase_keys
 
@@ -127,7 +206,7 @@ def test_finished_run_rerun_gives_the_same_summary(nnx_run):
     from dcnn_dd.train import run_algorithm1
 
     config, run_dir, s = nnx_run
-    again = run_algorithm1(config, run_dir, **QUIET)
+    again = run_algorithm1(config, run_dir, **QUIET).summary
     assert {k: again[k] for k in SUMMARY_KEYS} == {k: s[k] for k in SUMMARY_KEYS}
 
 
@@ -147,7 +226,7 @@ def test_interrupted_run_resumes_bitwise(nnx_run, tmp_path):
     for f in ("compose.json", "summary.json"):
         (cut / f).unlink()
     assert checkpoints(cut, "snets") == steps[:1]
-    again = run_algorithm1(config, cut, **QUIET)
+    again = run_algorithm1(config, cut, **QUIET).summary
     assert checkpoints(cut, "snets") == steps and checkpoints(cut, "gnet_t")  # trained again from the cut
     for phase in ("gnet_r", "snets", "gnet_t"):
         a, b = _params(run_dir, phase), _params(cut, phase)

@@ -25,6 +25,7 @@ import pytest
 
 import dcnn_dd as dd
 from dcnn_dd.models import PlainCNN, divide_widths
+from dcnn_dd.models import registry
 from dcnn_dd.train import config as config_mod
 from dcnn_dd.train.optimizers import make_tx, register_optimizer
 from dcnn_dd.train.schedules import Cosine, Piecewise, Warmup, WarmupCosine, schedule_from_json
@@ -61,7 +62,7 @@ class DropNet(nn.Module):
 @pytest.fixture(scope="module")
 def registry():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
+        mp.setattr(registry, "MODELS", dict(registry.MODELS))
         config_mod.register_model("dropnet", DropNet)
         yield config_mod
 
@@ -87,7 +88,7 @@ def run(registry, tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("optim_run")
     config = tiny_config(**RUN)
-    return config, run_dir, run_algorithm1(config, run_dir, **QUIET)
+    return config, run_dir, run_algorithm1(config, run_dir, **QUIET).summary
 
 
 def _records(run_dir):
@@ -154,7 +155,7 @@ def test_run_interrupted_mid_epoch_resumes_bitwise(run, tmp_path, monkeypatch):
     with pytest.raises(Interrupted, match="snets, epoch 2, step 3"):
         run_algorithm1(config, cut, **QUIET)
     assert fired == [1]
-    again = run_algorithm1(config, cut, **QUIET)
+    again = run_algorithm1(config, cut, **QUIET).summary
     for phase in ("snets", "gnet_t"):
         a, b = final_params(run_dir, phase), final_params(cut, phase)
         for k in a:
@@ -250,10 +251,10 @@ def test_nnx_dropout_model_trains(tmp_path):
             return self.head(x.reshape(x.shape[0], -1))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
+        mp.setattr(registry, "MODELS", dict(registry.MODELS))
         config_mod.register_model("nnx_drop", NNXDrop)
         config = tiny_config(model={"name": "nnx_drop"}, train_size=32, snet_epochs=1, gnet_t_epochs=0)
-        s = run_algorithm1(config, tmp_path / "run", **QUIET)
+        s = run_algorithm1(config, tmp_path / "run", **QUIET).summary
         model = config_mod.build_model({"name": "nnx_drop"}, 10)
         x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 1))
         v = model.init(jax.random.PRNGKey(0), x)

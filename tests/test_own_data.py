@@ -61,7 +61,7 @@ def arrays_run(tmp_path_factory):
     config = tiny(val_fraction=0.25, val_seed=3)
     run_dir = tmp_path_factory.mktemp("arrays")
     data = {"train": from_arrays(x, y, num_classes=3, name="mine"), "test": from_arrays(xt, yt, num_classes=3)}
-    return config, run_dir, data, (x, y), run_algorithm1(config, run_dir, **data, **QUIET)
+    return config, run_dir, data, (x, y), run_algorithm1(config, run_dir, **data, **QUIET).summary
 
 
 def test_arrays_with_a_validation_split(arrays_run):
@@ -110,7 +110,7 @@ def test_arrays_run_cut_after_the_sub_networks_resumes_bitwise(arrays_run, tmp_p
     shutil.rmtree(cut / "ckpt" / "gnet_t")
     for f in ("gnet_t_test.json", "summary.json"):
         (cut / f).unlink()
-    again = run_algorithm1(config, cut, **data, **QUIET)
+    again = run_algorithm1(config, cut, **data, **QUIET).summary
     a, b = final_params(run_dir, "gnet_t"), final_params(cut, "gnet_t")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -167,14 +167,14 @@ def test_image_folder_registered_by_name_trains_and_resumes(registry, tmp_path):
     register_dataset("pets", functools.partial(image_folder, root, image_size=(8, 8)))
     config = tiny(dataset="pets", gnet_r_epochs=0)
     run_dir = tmp_path / "run"
-    s = run_algorithm1(config, run_dir, **QUIET)
+    s = run_algorithm1(config, run_dir, **QUIET).summary
     recorded = json.loads((run_dir / "data.json").read_text())
     assert recorded["dataset"] == "pets" and recorded["train"]["size"] == 24 and recorded["test"]["size"] == 9
     assert recorded["train"]["class_names"] == ["cat", "dog", "owl"] and recorded["train"]["pixel_scale"] == 255.0
     assert s["validation"] == "test" and s["gnet_t_test_acc"] == s["gnet_t_trained_acc"]  # test = validation
     assert s["gnet_r_test_acc"] is None and s["theorem_2_1_max_abs_diff"] < 1e-4
     steps = sorted(p.name for p in (run_dir / "ckpt" / "gnet_t").iterdir())
-    again = run_algorithm1(config, run_dir, **QUIET)
+    again = run_algorithm1(config, run_dir, **QUIET).summary
     assert {k: again[k] for k in RESULTS} == {k: s[k] for k in RESULTS}
     assert sorted(p.name for p in (run_dir / "ckpt" / "gnet_t").iterdir()) == steps
 
@@ -196,12 +196,12 @@ def test_tfds_dataset_with_its_own_split_names_and_a_given_validation_source(tmp
     with tfds.testing.mock_data(num_examples=32):
         d = data()
         assert d["test"].tfds_split == "validation" and d["train"].num_classes == 3
-        s = run_algorithm1(config, run_dir, **d, **QUIET)
+        s = run_algorithm1(config, run_dir, **d, **QUIET).summary
     recorded = json.loads((run_dir / "data.json").read_text())
     assert [recorded[k]["size"] for k in ("train", "val", "test")] == [32, 8, 32]
     assert s["validation"] == "held_out" and len(s["snet_test_acc"]) == 2 and 0 <= s["gnet_t_test_acc"] <= 1
     with tfds.testing.mock_data(num_examples=32):  # the mock draws the same examples again
-        again = run_algorithm1(config, run_dir, **data(), **QUIET)
+        again = run_algorithm1(config, run_dir, **data(), **QUIET).summary
         assert {k: again[k] for k in RESULTS} == {k: s[k] for k in RESULTS}
         norb = tfds_source("smallnorb", "train", label_key="label_category", image_size=(8, 8))
         assert norb.num_classes == 5 and norb.image_shape == (8, 8, 1) and norb.target_shape == ()

@@ -46,6 +46,39 @@ def test_quickstart_outputs(reference):
     assert {k: s2[k] for k in KEYS} == {k: s[k] for k in KEYS}
 
 
+def test_load_trained_predicts_the_summary_accuracies_from_raw_images(reference):
+    """docs/api.md's "After training" block on the reference run directory: load_trained rebuilds
+    GNet-T, GNet-R and the SNets from the directory (no data), and the argmax of predict on the raw
+    uint8 test images counts exactly the correct answers behind the run's accuracies (the training
+    mean, no augmentation, the sub-images applied inside predict)."""
+    from dcnn_dd.train import load_trained
+    from tests.docs_pages import inference_block
+
+    d, _ = reference
+    page, block = inference_block()
+    assert block.count('"results/quickstart"') == 1
+    scope: dict = {}
+    exec(compile(block.replace('"results/quickstart"', repr(str(d))), page, "exec"), scope)  # noqa: S102
+    s = json.loads((d / "summary.json").read_text())
+    last = {}
+    for line in (d / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        last[r["phase"]] = r
+    images, labels = scope["images"], scope["labels"]
+    n = len(labels)
+    assert images.dtype == np.uint8 and n == 256 and scope["gnet_t"].finished
+
+    def correct(out):
+        return (out.argmax(-1) == labels).sum(-1)
+
+    # GNet-T's last checkpoint is its last epoch (the tiny run may train one past gnet_t_epochs to reach GNet-R)
+    assert correct(scope["logits"]) == round(last["gnet_t"]["val_acc"] * n)
+    if s["epochs"]["gnet_t_run"] == s["epochs"]["gnet_t"]:
+        assert correct(scope["logits"]) == round(s["gnet_t_trained_acc"] * n)
+    np.testing.assert_array_equal(correct(scope["snets"].predict(images)), np.round(np.array(s["snet_acc"]) * n))
+    assert correct(load_trained(d, "gnet_r").predict(images)) == round(s["gnet_r_trained_acc"] * n)
+
+
 def _assert_bitwise_equal(a, b):
     for phase in PHASES:
         pa, pb = runs.final_params(a, phase), runs.final_params(b, phase)

@@ -15,6 +15,7 @@ def test_readme_example_runs(capsys, monkeypatch):
     import jax
 
     import dcnn_dd.train as train
+    from dcnn_dd.models import registry
     from dcnn_dd.train import config as config_mod
 
     page, block = functional_api_block()
@@ -25,7 +26,7 @@ def test_readme_example_runs(capsys, monkeypatch):
     diff = float(out.strip().splitlines()[-1])
     assert diff < 1e-4
 
-    monkeypatch.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
+    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
     calls = []
     monkeypatch.setattr(train, "run_algorithm1", lambda *a, **k: calls.append((a, k)) or {}, raising=False)
     page, block = linen_engine_block()
@@ -71,10 +72,10 @@ def test_nnx_engine_example_builds_a_valid_run(monkeypatch):
 
     import dcnn_dd as dd
     import dcnn_dd.train as train
-    from dcnn_dd.train import config as config_mod
+    from dcnn_dd.models import registry as registry_mod
     from dcnn_dd.train.config import build_grid, build_model
 
-    monkeypatch.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
+    monkeypatch.setattr(registry_mod, "MODELS", dict(registry_mod.MODELS))
     (config, run_dir), = run_stubbed(monkeypatch, train, "run_algorithm1", nnx_engine_block())
     assert isinstance(config, train.Config) and run_dir == "results/my_nnx_run"
     model, grid = build_model(config.model, 10), build_grid(config.grid, (28, 28, 1))

@@ -115,7 +115,7 @@ def regression_run(toy_data, tmp_path_factory):
                     extra_epochs=3, plateau_patience=1, snet_lr=3e-3, gnet_r_lr=3e-3, gnet_t_lr=1e-3, **TINY)
     setup = build_setup(config)
     run_dir = tmp_path_factory.mktemp("regression")
-    return config, setup, run_dir, run_algorithm1(config, run_dir, setup=setup, **QUIET)
+    return config, setup, run_dir, run_algorithm1(config, run_dir, setup=setup, **QUIET).summary
 
 
 def _histories(run_dir):
@@ -198,7 +198,7 @@ def test_regression_run_cut_after_the_first_snet_epoch_resumes_to_the_same_recor
     shutil.rmtree(cut / "ckpt" / "gnet_t")
     for f in ("compose.json", "summary.json"):
         (cut / f).unlink()
-    again = run_algorithm1(config, cut, setup=setup, **QUIET)
+    again = run_algorithm1(config, cut, setup=setup, **QUIET).summary
     assert checkpoints(cut, "snets") == steps
     assert _records(cut) == _records(run_dir)
     assert _strip(again) == _strip(s)
@@ -225,7 +225,7 @@ def test_multilabel_run_and_a_registered_huber_loss(toy_data, huber_task, tmp_pa
 
     config = Config(dataset="toy_multilabel", task="multilabel", monitor="val_label_acc", snet_epochs=1,
                     gnet_t_epochs=1, gnet_r_epochs=1, snet_lr=3e-3, gnet_r_lr=3e-3, **TINY)
-    s = run_algorithm1(config, tmp_path / "multilabel", **QUIET)
+    s = run_algorithm1(config, tmp_path / "multilabel", **QUIET).summary
     assert (s["monitor"], s["monitor_mode"]) == ("val_label_acc", "max") and s["theorem_2_2"] is None
     h = _histories(tmp_path / "multilabel")
     comp = h["compose"][0]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dcnn_dd.models import divide_widths
-from dcnn_dd.train import config as config_mod
+from dcnn_dd.models import registry as registry_mod
 
 
 class TinyNet(nn.Module):  # a user's module: widths as attributes, subnet(K) divides them
@@ -34,8 +34,8 @@ class TinyNet(nn.Module):  # a user's module: widths as attributes, subnet(K) di
 
 @pytest.fixture
 def registry(monkeypatch):
-    monkeypatch.setattr(config_mod, "MODELS", dict(config_mod.MODELS))
-    return config_mod
+    monkeypatch.setattr(registry_mod, "MODELS", dict(registry_mod.MODELS))
+    return registry_mod
 
 
 def test_register_model_errors(registry):

@@ -288,6 +288,32 @@ def test_gap_warns_once_per_call():
     assert dev > 1e-3
 
 
+def test_regional_pooling_is_not_named_as_pooling_over_the_whole_map():
+    """ResNet-8 with regional pooling (channel block k pooled over sub-network k's region): the
+    warning names its true cause, SAME padding, and not "global average pooling over the whole
+    map" (it did: the trace counted the mean over each cropped region as a reduction over the
+    whole map).  The GAP ResNet still has its reduction over the whole map."""
+    from dcnn_dd.models import CifarResNet
+    from dcnn_dd.models.pooling import with_regional_pool
+    from dcnn_dd.tracing import trace_geometry
+
+    grid = _grid(16)
+    gap = CifarResNet(depth=8, widths=(8, 8, 16), num_classes=10)
+    regional = with_regional_pool(gap, grid, (1, 28, 28, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = _plan(regional, regional.subnet(K), grid)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(msgs) == 1 and "padding (SAME or explicit)" in msgs[0], msgs
+    assert "whole map" not in msgs[0] and "reduction over the spatial axes" not in msgs[0], msgs[0]
+    assert [f.split()[0] for f in plan.verification.inexact_features] == ["padding"]
+    x = jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32)
+    for model, whole, regions in ((gap, 1, 0), (regional, 0, K)):  # traced only, nothing compiled
+        v = jax.eval_shape(lambda a, m=model: m.init(jax.random.PRNGKey(0), a), x)
+        geo = trace_geometry(model.apply, v, x, 2)
+        assert (geo.spatial_reductions, geo.regional_reductions) == (whole, regions), type(model).__name__
+
+
 def test_batchnorm_in_training_mode_warns():
     from dcnn_dd.models import PlainCNN
 

@@ -39,7 +39,7 @@ from dcnn_dd.cnn_dnn.aggregate import DNN
 from dcnn_dd.cnn_dnn.model import CNNDNN, INNER, join
 from dcnn_dd.complexity import count_params
 from dcnn_dd.data.sources import content_fingerprint
-from dcnn_dd.train.checkpoint import RunDir, load_variables, write_json
+from dcnn_dd.train.checkpoint import RunDir, run_lock, write_json
 from dcnn_dd.train.composed_training import monitored, run_algorithm1
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import TrainData
@@ -261,22 +261,23 @@ def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = F
     setup = setup or build_setup(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
     steps = Steps(setup)
 
-    # ---- 1. local CNNs (= SNets), the global CNN (GNet-R) and the Gu et al. composed network
-    a1 = run_algorithm1(config, run_dir, restart=restart, progress=progress, log=log, setup=setup, steps=steps)
-    local_vars = load_variables(run_dir, "snets")  # the trained local CNNs, stacked on axis 0
+    with run_lock(run_dir):  # the whole run (its Algorithm-1 part takes the same lock again)
+        # ---- 1. local CNNs (= SNets), the global CNN (GNet-R) and the Gu et al. composed network
+        result = run_algorithm1(config, run_dir, restart=restart, progress=progress, log=log, setup=setup, steps=steps)
+        a1, local_vars = result.summary, result.snets  # the trained local CNNs, stacked on axis 0, in memory
 
-    # ---- 2-6. features, aggregators, DNN, coherent, transfer
-    rd = RunDir(run_dir / "cnn_dnn", {"config": config.to_json(), "cnn_dnn": cfg.to_json()}, restart=restart)
-    if restart and main:  # also where this configuration has no transfer phase (the runner forgets only its own)
-        (rd.path / "transfer_init.json").unlink(missing_ok=True)
-    phases = cnn_dnn_phases(setup, cfg, local_vars, a1["strategy"]["strategy"], rd, steps)
-    results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
+        # ---- 2-6. features, aggregators, DNN, coherent, transfer
+        rd = RunDir(run_dir / "cnn_dnn", {"config": config.to_json(), "cnn_dnn": cfg.to_json()}, restart=restart)
+        if restart and main:  # also where this configuration has no transfer phase (the runner forgets only its own)
+            (rd.path / "transfer_init.json").unlink(missing_ok=True)
+        phases = cnn_dnn_phases(setup, cfg, local_vars, a1["strategy"]["strategy"], rd, steps)
+        results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
 
-    summary = summarize(config, cfg, setup, a1, histories, results["aggregators"], results.get("transfer_init"),
-                        results["features"]["seconds"], local_vars, results["dnn_variables"])
-    if main:
-        write_json(rd.path / "summary.json", summary)
-        log(summary_table(summary))
+        summary = summarize(config, cfg, setup, a1, histories, results["aggregators"], results.get("transfer_init"),
+                            results["features"]["seconds"], local_vars, results["dnn_variables"])
+        if main:
+            write_json(rd.path / "summary.json", summary)
+            log(summary_table(summary))
     return summary
 
 

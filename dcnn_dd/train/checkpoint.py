@@ -11,20 +11,31 @@ Layout of a run directory::
 Each phase keeps its last two checkpoints.  Saves are synchronous and atomic (orbax writes a
 temporary directory and renames it), so a process killed at any moment leaves either the new
 checkpoint or the previous one, never half of one.
+
+One process at a time: a run holds ``<run_dir>/run.lock`` (:func:`run_lock`; its pid, host and
+start time) while it runs, and a second process started on the directory is refused with a
+:class:`RunDirInUseError` that names the holder.  A lock left by a killed process (its pid no
+longer alive on this host) is taken over, so a resume is never blocked by it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from dcnn_dd.sharding import process0_flag
 
 
 class CheckpointError(RuntimeError):
@@ -95,7 +106,8 @@ def _normalise(config: dict) -> dict:
 # what a run writes besides its checkpoints; --restart removes all of it (a stale compose.json
 # or strategy.json would otherwise be reused by the new run)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "compose.json", "strategy.json", "accuracy.png",
-             "phase_times.png", "data.json", "gnet_r_test.json", "snets_test.json", "gnet_t_test.json")
+             "phase_times.png", "data.json", "gnet_r_test.json", "snets_test.json", "gnet_t_test.json",
+             "preprocessing.json")
 
 
 def check_data(run_dir, record: dict) -> None:
@@ -299,3 +311,193 @@ def load_variables(run_dir, phase: str, step: int | None = None) -> dict:
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} cannot be read: {type(e).__name__}: {e}") from e
     return {"params": state["params"], **(state.get("model_state") or {})}
+
+
+# ---------------------------------------------------------------------------- the run-directory lock
+LOCK_FILE = "run.lock"
+
+
+class RunDirInUseError(RuntimeError):
+    """Another live process holds the run directory's lock (:func:`run_lock`)."""
+
+
+def _read_first_line(path) -> str | None:
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _process_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), None where unknown."""
+    stat = _read_first_line(f"/proc/{pid}/stat")
+    return stat.rsplit(")", 1)[1].split() if stat and ")" in stat else None
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), None where unknown: tells a live
+    holder from another process that got its pid later."""
+    fields = _process_stat(pid)
+    return fields[19] if fields else None
+
+
+def _boot_id() -> str | None:
+    return _read_first_line("/proc/sys/kernel/random/boot_id")
+
+
+def this_process() -> dict:
+    """The lock record of this process: pid, host, start time (and what tells it from a later
+    process with the same pid)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "process_start": _process_start(os.getpid()), "boot": _boot_id(), "token": uuid.uuid4().hex}
+
+
+def holder_alive(holder: dict) -> bool | None:
+    """Whether the process of a lock record still runs: True or False on its own host, None on
+    another host (its processes cannot be seen from here)."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    if holder.get("boot") and _boot_id() and holder["boot"] != _boot_id():
+        return False  # the host rebooted since
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    fields = _process_stat(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent
+    start = fields[19] if fields else None
+    return not (holder.get("process_start") and start and start != holder["process_start"])  # a reused pid: dead
+
+
+def in_use_message(path: Path, holder: dict | None, alive: bool | None) -> str:
+    """The one-line refusal: who holds the lock, and what to do."""
+    run_dir = path.parent
+    if holder is None:
+        return (f"run directory {run_dir} has a lock file that cannot be read ({path}); if no other run uses the "
+                f"directory, remove it (rm '{path}') and start again")
+    who = f"process {holder.get('pid')} on host {holder.get('host')} (started {holder.get('started')})"
+    if alive is None:
+        return (f"run directory {run_dir} is in use by {who}, on another host; wait for that run to finish or choose "
+                f"another --run-dir; if it no longer runs, remove its lock (rm '{path}') and start again")
+    return (f"run directory {run_dir} is in use by {who}; wait for that run to finish, stop it, or choose another "
+            "--run-dir")
+
+
+class RunLock:
+    """``<run_dir>/run.lock``: created exclusively (``O_EXCL``) with this process's record; a lock
+    whose process is dead (:func:`holder_alive` False) is moved aside and taken over."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir).absolute() / LOCK_FILE
+        self.holder: dict | None = None
+
+    def _read(self, path: Path | None = None) -> dict | None | bool:
+        """The record in the lock file; False where the file is gone, None where it cannot be read
+        (after waiting a moment for a writer that has created it but not yet written it)."""
+        path = path or self.path
+        for _ in range(20):
+            try:
+                text = path.read_text()
+            except FileNotFoundError:
+                return False
+            try:
+                record = json.loads(text)
+                return record if isinstance(record, dict) else None
+            except json.JSONDecodeError:
+                time.sleep(0.05)
+        return None
+
+    def _create(self, record: dict) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def _take_over(self, stale: dict) -> None:
+        """Move the dead holder's lock aside (atomic: one process wins it); a live lock moved by
+        mistake (another process took over first) is put back."""
+        aside = self.path.with_name(f"{LOCK_FILE}.stale.{os.getpid()}")
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:
+            return
+        if self._read(aside) != stale:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, self.path)
+        aside.unlink(missing_ok=True)
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = this_process()
+        for _ in range(10):
+            if self._create(me):
+                self.holder = me
+                return self
+            held = self._read()
+            if held is False:
+                continue  # released meanwhile
+            alive = None if held is None else holder_alive(held)
+            if alive is False:
+                self._take_over(held)
+                continue
+            raise RunDirInUseError(in_use_message(self.path, held, alive))
+        raise RunDirInUseError(f"run directory {self.path.parent}: its lock {self.path} changed hands repeatedly; "
+                               "another process is starting on it")
+
+    def release(self) -> None:
+        """Remove the lock if it is still this process's."""
+        if self.holder is not None and self._read() == self.holder:
+            self.path.unlink(missing_ok=True)
+        self.holder = None
+
+
+_HELD: dict[str, int] = {}  # run directories this process holds -> nesting depth
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold ``<run_dir>/run.lock`` while the body runs; released at its end, on exceptions too.
+    A second process on the directory gets a :class:`RunDirInUseError` (one line: the holder's pid,
+    host and start time); a lock whose process is dead on this host is taken over.  Re-entrant
+    within one process (the CNN-DNN holds the directory around its Algorithm-1 run).
+
+    Multi-process runs (``jax.process_count() > 1``): only process 0 takes the lock (it is the one
+    that writes the directory), and every process learns its outcome (a broadcast: each process
+    must enter this together, as they enter every run), so a refused run fails on every process
+    instead of leaving the others waiting at their next collective."""
+    key = str(Path(run_dir).absolute())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    lock, error = None, None
+    if jax.process_index() == 0:
+        try:
+            lock = RunLock(run_dir).acquire()
+        except Exception as e:  # noqa: BLE001 - re-raised below, after every process has heard of it
+            error = e
+    if not process0_flag(error is None):
+        raise error if error is not None else RunDirInUseError(
+            f"run directory {run_dir} is in use (process 0 could not take its lock: see its error)")
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        if lock is not None:
+            lock.release()

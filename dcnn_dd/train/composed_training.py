@@ -19,7 +19,9 @@ network is also evaluated once on the test set after its phase, outside the time
 :func:`algorithm1_phases` builds the list from a :class:`~.setup.Setup` (which holds the data,
 the models and the checked plan); each entry is one of the functions below, in the order of the
 list.  :func:`run_algorithm1` runs it with :func:`~.phases.run_phases` (every phase checkpointed at each epoch end;
-re-running the same command resumes) and writes the summary, ``metrics.jsonl`` and the plots.
+re-running the same command resumes; one process at a time, :func:`~.checkpoint.run_lock`), writes the
+summary, ``metrics.jsonl`` and the plots, and returns an :class:`Algorithm1Result`: the summary with
+the three trained networks' variables.
 The global phases are data-parallel ``jax.jit`` over a ``data`` mesh (batch sharded,
 parameters replicated).  Multi-process runs call ``jax.distributed.initialize`` first
 (:func:`dcnn_dd.train.distributed.initialize`); everything here is then global.
@@ -27,6 +29,7 @@ parameters replicated).  Multi-process runs call ``jax.distributed.initialize`` 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import types
 from functools import partial
@@ -38,7 +41,7 @@ from dcnn_dd import sharding
 from dcnn_dd.composition import compose
 from dcnn_dd.theorems import output_gap, theorem_2_2
 from dcnn_dd.train import plots
-from dcnn_dd.train.checkpoint import RunDir, check_data, write_json
+from dcnn_dd.train.checkpoint import RunDir, check_data, run_lock, write_json
 from dcnn_dd.train.config import Config
 from dcnn_dd.train.loop import TrainData
 from dcnn_dd.train.phases import Compute, Deferred, Train, run_phases
@@ -49,6 +52,7 @@ from dcnn_dd.train.steps import (
     Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state, with_rng,
 )
 from dcnn_dd.train.tasks import monitor_of, reached
+from dcnn_dd.train.trained import Trained, check_network, write_preprocessing
 
 PHASES = ("gnet_r", "snet_init", "strategy", "snets", "composed", "compose", "gnet_t")
 
@@ -115,12 +119,12 @@ def gnet_r_phase(setup: Setup, steps: Steps, key, results: dict) -> Train:
                  with_rng(steps.global_train("gnet_r"), phase_rng(c.seed, "gnet_r")),
                  epoch_metrics(steps.global_evaluator()), global_data(setup),
                  init=lambda r: global_state(setup, setup.global_init(key), phase="gnet_r"),
-                 plateau_patience=c.plateau_patience, optional=True,
-                 keep=host_variables if setup.held_out else None, **monitored(setup))
+                 plateau_patience=c.plateau_patience, optional=True, keep=host_variables, **monitored(setup))
 
 
 def host_variables(state) -> dict:
-    """A trained network's variables on the host (what its test-set evaluation reads)."""
+    """A global phase's final variables, on the host (what :class:`Algorithm1Result` returns and the
+    test-set evaluation after the phase reads)."""
     return sharding.to_host(state.variables)
 
 
@@ -211,7 +215,7 @@ def gnet_t_phase(setup: Setup, steps_t: Steps, results: dict) -> Train:
                  epoch_metrics(steps_t.global_evaluator()), global_data(setup), init=init,
                  plateau_patience=c.plateau_patience, extra_epochs=c.extra_epochs,
                  until=partial(reach_gnet_r, monitor=key, mode=mode), monitor=key, monitor_mode=mode,
-                 keep=host_variables if setup.held_out else None)
+                 keep=host_variables)
 
 
 def final_test(setup: Setup, steps: Steps, phase: str, results: dict) -> dict:
@@ -245,17 +249,47 @@ def reach_gnet_r(results: dict, monitor: str = "val_acc", mode: str = "max"):
     return lambda h: any(reached(r[monitor], target, mode) for r in h)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Algorithm1Result:
+    """What :func:`run_algorithm1` returns.  ``summary``: the summary (also ``summary.json``);
+    ``setup``: the :class:`~.setup.Setup` it ran on (data, models, grid, plan, the training mean);
+    ``gnet_t``, ``gnet_r``, ``snets``: the final variables of the three trained networks as host
+    (numpy) arrays - GNet-T (the composed network, fine-tuned), GNet-R (None when
+    ``gnet_r_epochs`` is 0) and the K sub-networks stacked on axis 0 - the same as their last
+    checkpoints; ``histories``: every phase's epoch records (``metrics.jsonl``)."""
+
+    summary: dict
+    setup: Setup
+    gnet_t: dict
+    gnet_r: dict | None
+    snets: dict
+    histories: dict
+
+    def trained(self, network: str) -> Trained:
+        """``network`` (``"gnet_t"``, ``"gnet_r"``, ``"snets"``) as a :class:`~.trained.Trained`
+        (``predict(images)`` with the training preprocessing), as :func:`~.trained.load_trained`
+        would read it from the run directory."""
+        check_network(network)
+        variables = getattr(self, network)
+        if variables is None:
+            raise ValueError(f"{network} was not trained ({network}_epochs=0)")
+        return Trained.from_setup(self.setup, network, variables)
+
+
 def run_algorithm1(config: Config, run_dir, *, train=None, test=None, val=None, restart: bool = False,
                    progress: bool = True, data_path=None, data_dir=None, num_devices: int | None = None, log=print,
-                   setup: Setup | None = None, steps: Steps | None = None) -> dict:
-    """Run (or resume) Algorithm 1 and the GNet-R baseline; returns the summary (also written to
-    ``<run_dir>/summary.json``, with ``metrics.jsonl`` and the PNG plots).  ``train``, ``test``
-    (together) and ``val``: data sources of your own (:func:`dcnn_dd.data.from_arrays`,
-    :func:`~dcnn_dd.data.image_folder`, :func:`~dcnn_dd.data.tfds_source`; ``config.dataset`` is
-    then a label), see :func:`~.setup.load_data`.  The run directory records the data's
-    fingerprints (``data.json``); resuming on other data is refused.  ``setup`` (and ``steps``): a
-    :class:`~.setup.Setup` of this configuration to reuse (its data, and its compiled steps),
-    e.g. by a caller that trains more phases on the same data afterwards (:mod:`dcnn_dd.cnn_dnn`)."""
+                   setup: Setup | None = None, steps: Steps | None = None) -> Algorithm1Result:
+    """Run (or resume) Algorithm 1 and the GNet-R baseline; returns an :class:`Algorithm1Result`
+    (the summary, also written to ``<run_dir>/summary.json`` with ``metrics.jsonl`` and the PNG
+    plots, and the trained networks' variables).  ``train``, ``test`` (together) and ``val``: data
+    sources of your own (:func:`dcnn_dd.data.from_arrays`, :func:`~dcnn_dd.data.image_folder`,
+    :func:`~dcnn_dd.data.tfds_source`; ``config.dataset`` is then a label), see
+    :func:`~.setup.load_data`.  The run directory records the data's fingerprints (``data.json``);
+    resuming on other data is refused.  ``setup`` (and ``steps``): a
+    :class:`~.setup.Setup` of this configuration to reuse (its data, and its compiled steps), e.g.
+    by a caller that trains more phases on the same data afterwards (:mod:`dcnn_dd.cnn_dnn`).  The
+    run holds ``<run_dir>/run.lock`` while it runs (:func:`~.checkpoint.run_lock`): a second
+    process on the same directory is refused with the holder's pid, host and start time."""
     c = config
     if setup is not None and setup.config != c:
         raise ValueError("run_algorithm1(config, setup=...): the setup was built for another configuration")
@@ -266,24 +300,27 @@ def run_algorithm1(config: Config, run_dir, *, train=None, test=None, val=None, 
                                  num_devices=num_devices)
     phases = algorithm1_phases(setup, steps)  # the phase list (nothing runs or compiles yet)
     data = setup.data_record()  # the data's fingerprints
-    rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
-    check_data(rd.path, data)  # a resume on other data is refused
-    main = jax.process_index() == 0
-    log = log if main else (lambda *a, **k: None)
-    gdp = f"{setup.data_mesh.devices.size} device(s), {jax.process_count()} process(es)"
-    n_val = f" / {len(setup.val_source)} validation" if setup.held_out else ""
-    log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(setup.train_source)} train{n_val} / {len(setup.test_source)} test, "
-        f"{setup.image_shape}), K={c.K}, grid {setup.grid}, data-parallel on {gdp}, backend {jax.default_backend()}")
+    with run_lock(run_dir):  # before RunDir: a second process must not even --restart the directory
+        rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
+        check_data(rd.path, data)  # a resume on other data is refused
+        write_preprocessing(rd.path, setup)  # what load_trained needs besides the checkpoints
+        main = jax.process_index() == 0
+        log = log if main else (lambda *a, **k: None)
+        gdp = f"{setup.data_mesh.devices.size} device(s), {jax.process_count()} process(es)"
+        n_val = f" / {len(setup.val_source)} validation" if setup.held_out else ""
+        log(f"dcnn-dd Algorithm 1: {c.dataset} ({len(setup.train_source)} train{n_val} / {len(setup.test_source)} "
+            f"test, {setup.image_shape}), K={c.K}, grid {setup.grid}, data-parallel on {gdp}, backend "
+            f"{jax.default_backend()}")
 
-    results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
+        results, histories = run_phases(phases, rd, restart=restart, progress=progress, log=log)
 
-    summary = summarize(c, histories, {"strategy": results["strategy"], "held_out": setup.held_out})
-    if main:
-        log(summary_table(summary))
-        write_json(rd.path / "summary.json", summary)
-        plots.accuracy_curves(histories, rd.path / "accuracy.png", key=summary["monitor"])
-        plots.phase_times(summary, rd.path / "phase_times.png")
-    return summary
+        summary = summarize(c, histories, {"strategy": results["strategy"], "held_out": setup.held_out})
+        if main:
+            log(summary_table(summary))
+            write_json(rd.path / "summary.json", summary)
+            plots.accuracy_curves(histories, rd.path / "accuracy.png", key=summary["monitor"])
+            plots.phase_times(summary, rd.path / "phase_times.png")
+    return Algorithm1Result(summary, setup, results["gnet_t"], results.get("gnet_r"), results["snets"][0], histories)
 
 
 def strategy_line(choice: dict) -> str:

@@ -13,19 +13,9 @@ import json
 import math
 import numbers
 
-from dcnn_dd import models
 from dcnn_dd.grid import Grid, paper_grid
+from dcnn_dd.models.registry import MODELS, build_model, register_model  # noqa: F401 (re-exported)
 from dcnn_dd.train.schedules import schedule_from_json
-
-MODELS = {
-    "plain": models.PlainCNN,
-    "cifar_resnet": models.CifarResNet,
-    "bottleneck_resnet": models.BottleneckResNet,
-    "vgg16": models.VGG16,
-    "resnet50": models.ResNet50,
-    "resnet101": models.ResNet101,
-    "dogs_cats": models.DogsCatsCNN,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,68 +120,6 @@ class Config:
 
 # the phases with an optimiser field of their own
 PHASE_OPTIMIZERS = {"snets": "snet_optimizer", "gnet_t": "gnet_t_optimizer", "gnet_r": "gnet_r_optimizer"}
-
-
-def register_model(name: str, factory) -> None:
-    """Make a model of your own available to the engine - Algorithm 1, the CNN-DNN, the experiments -
-    as ``Config(model={"name": name, **kwargs})``.
-
-    ``factory(num_classes=..., **kwargs)`` (typically the Flax module class itself; ``num_classes``
-    only where it takes one) returns a module with ``__call__(x)`` or ``__call__(x, train=False)``
-    (the engine passes ``train`` where the module takes it, and the Dropout stream as
-    ``rngs={"dropout": key}``) and ``subnet(K)``, the same module with its hidden widths divided by
-    K ((2.7)-(2.8); :func:`dcnn_dd.models.divide_widths` does the division with a clear error).
-    List-valued kwargs arrive as tuples.  The composition rules are inferred from the shapes
-    (:func:`dcnn_dd.plan_for`), as for any module.  A name of the zoo cannot be replaced.
-
-    A Flax NNX model: register the ``nnx.Module`` class (or a ``functools.partial`` of it); it is
-    built as ``cls(num_classes=..., input_shape=(H, W, C), rngs=nnx.Rngs(key), **kwargs)`` for the
-    images and ``subnet(K, input_shape=..., rngs=...)`` gives the sub-network for the sub-images
-    (:mod:`dcnn_dd.nnx_engine`)."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"model name {name!r}: give a non-empty string")
-    if not callable(factory):
-        raise TypeError(f"register_model({name!r}, ...): the factory must be callable, got {type(factory).__name__}")
-    if MODELS.get(name, factory) is not factory:
-        raise ValueError(f"model name {name!r} is already registered (to {MODELS[name]!r}); choose another name")
-    MODELS[name] = factory
-
-
-def build_model(spec: dict, num_classes: int):
-    """``{"name": "plain", "features": [32, 32, 64, 64], ...}`` -> the Flax module (a model of the
-    zoo or one registered with :func:`register_model`; for an NNX class the engine's
-    :class:`~dcnn_dd.nnx_engine.NNXNet`)."""
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    if name not in MODELS:
-        raise ValueError(f"model name {name!r}: choose one of {sorted(MODELS)}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-    from dcnn_dd.nnx_engine import NNXNet, is_nnx_factory
-
-    if is_nnx_factory(MODELS[name]):  # built for its input shape when the engine initialises it
-        return NNXNet.build_spec(name, MODELS[name], {"num_classes": num_classes, **kwargs})
-    if takes_num_classes(MODELS[name]):  # else the module's own output width (e.g. the README's MyNet)
-        kwargs.setdefault("num_classes", num_classes)
-    try:
-        model = MODELS[name](**kwargs)
-    except TypeError as e:
-        raise ValueError(f"model {name!r}: {e}") from e
-    if not callable(getattr(model, "subnet", None)):
-        raise ValueError(f"model {name!r}: {type(model).__name__} has no subnet(K) method, which gives the "
-                         "sub-network with widths divided by K ((2.7)-(2.8)); see register_model")
-    return model
-
-
-def takes_num_classes(factory) -> bool:
-    """Whether ``factory`` takes a ``num_classes`` argument (or any keyword): the engine passes the
-    dataset's number of classes only to one that does."""
-    import inspect
-
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return True
-    return "num_classes" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def build_grid(spec: dict, image_shape) -> Grid:

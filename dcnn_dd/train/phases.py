@@ -58,6 +58,16 @@ class Train:
     monitor: str = "val_acc"
     monitor_mode: str = "max"
 
+    def phase(self, until: Callable[[list], bool] | None = None) -> Phase:
+        """The epoch loop's :class:`~.loop.Phase` of this entry with the stopping rule ``until``
+        (``history -> bool``, e.g. the entry's own ``until(results)``; without one the extra epochs
+        are dropped): what :func:`run_phases` runs, and what a caller runs itself with
+        :func:`~.loop.run_phase` (e.g. :mod:`experiments.payoff`, with in-memory checkpoints under
+        its own clocks)."""
+        return Phase(self.name, self.epochs, self.schedule, self.step, self.evaluate, self.num_nets,
+                     self.plateau_patience, extra_epochs=self.extra_epochs if until is not None else 0, until=until,
+                     monitor=self.monitor, monitor_mode=self.monitor_mode)
+
 
 @dataclasses.dataclass
 class Deferred:
@@ -131,10 +141,7 @@ def run_phases(phases: Sequence[Train | Deferred | Compute], run_dir: RunDir, *,
         if p.optional and p.epochs <= 0:
             continue
         histories[p.name] = []
-        until = p.until(results) if p.until is not None else None
-        phase = Phase(p.name, p.epochs, p.schedule, p.step, p.evaluate, p.num_nets, p.plateau_patience,
-                      extra_epochs=p.extra_epochs if until is not None else 0, until=until, monitor=p.monitor,
-                      monitor_mode=p.monitor_mode)
+        phase = p.phase(p.until(results) if p.until is not None else None)
 
         def on_epoch(history, name=p.name):
             histories[name] = history

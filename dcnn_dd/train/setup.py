@@ -16,11 +16,11 @@ import numpy as np
 
 from dcnn_dd import sharding
 from dcnn_dd.composition import Plan
-from dcnn_dd.verify import plan_for
 from dcnn_dd.data import augment as aug
 from dcnn_dd.data import sources
 from dcnn_dd.grid import Grid
 from dcnn_dd.models.pooling import with_regional_pool
+from dcnn_dd.planning import plan_for
 from dcnn_dd.train.config import PHASE_OPTIMIZERS, Config, build_grid, build_model
 from dcnn_dd.train.optimizers import make_tx, optimizer_spec
 from dcnn_dd.train.tasks import CLASSIFICATION, Task, get_task
@@ -37,7 +37,7 @@ class Setup:
 
     ``model``: the global network (GNet); ``sub``: the sub-network (``model.subnet(K)``);
     ``plan``: how K trained ``sub`` compose into ``model`` ((2.11)-(2.14), checked layer by
-    layer: :func:`~dcnn_dd.verify.plan_for`), derived in ``plan_s`` seconds (None for a setup
+    layer: :func:`~dcnn_dd.planning.plan_for`), derived in ``plan_s`` seconds (None for a setup
     built with ``plan=False``);
     ``data_mesh``: the global phases' data-parallel mesh; ``subnet_mesh``: the sub-network
     phase's mesh for ``shard_map``; ``eval_batch``: the evaluation batch, a multiple of the data
@@ -162,6 +162,23 @@ def load_data(config: Config, *, train=None, test=None, val=None, data_path=None
     return train, (test if val is None else val), test
 
 
+
+def models_for(config: Config, image_shape, num_classes):
+    """``(model, sub, grid)`` of ``config`` for images of ``image_shape`` (H, W, C) and
+    ``num_classes`` outputs (classes, or the task's output width): the global network, the sub-network (``model.subnet(K)``) and the grid,
+    as :func:`build_setup` builds them (and :func:`~dcnn_dd.train.trained.load_trained` again, from a
+    run directory, without the data)."""
+    c = config
+    model = build_model(c.model, num_classes)
+    grid = build_grid(c.grid, image_shape)
+    if grid.K != c.K:
+        raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
+    if getattr(model, "pooling", None) == "regional":  # the regions come from the grid
+        model = with_regional_pool(model, grid, (1, *image_shape))
+    return model, model.subnet(c.K), grid
+
+
+
 def build_setup(config: Config, *, train=None, test=None, val=None, data_path=None, data_dir=None,
                 num_devices: int | None = None, plan: bool = True) -> Setup:
     """Make ``config``'s device meshes, load its data, build its models and grid, and derive and
@@ -194,13 +211,7 @@ def build_setup(config: Config, *, train=None, test=None, val=None, data_path=No
                          f"{task.output_width(test_source)}")
     mean = np.asarray(sources.channel_mean(train_source), np.float32)
     # ---- models and grid
-    model = build_model(c.model, width)
-    grid = build_grid(c.grid, image_shape)
-    if grid.K != c.K:
-        raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
-    if getattr(model, "pooling", None) == "regional":  # the regions come from the grid
-        model = with_regional_pool(model, grid, (1, *image_shape))
-    sub = model.subnet(c.K)
+    model, sub, grid = models_for(c, image_shape, width)
     # ---- the plan (2.11)-(2.14) with the task's head ((2.14) sum, (2.22) mean), checked; its time is
     # charged to GNet-T's pipeline (compose_s)
     t0 = time.perf_counter()

@@ -83,6 +83,12 @@ protocol's and apply after it.  The cache is keyed by pipeline, not by configura
 results directory keeps the overrides it was measured with (``overrides.json``; other overrides on
 the same ``--out`` are refused: choose another ``--out``, or pass ``--restart``).
 
+The pipelines are built from the engine's phase functions (:mod:`dcnn_dd.train.composed_training`:
+``gnet_r_phase``, ``snet_init``, ``select_strategy``, ``snets_phase``, ``compose_snets``,
+``gnet_t_phase``), the variant's settings applied as configuration fields, so any configuration the
+engine runs can be measured; each ``Train`` entry runs under the pipeline's clock with in-memory
+checkpoints (docs/payoff.md lists what differs from ``run_algorithm1``).
+
 Layout: :mod:`experiments.payoff.config` (presets, variants), :mod:`.analysis` (the protocol, the
 pipelines, the table), :mod:`.figures`.
 """

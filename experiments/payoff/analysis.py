@@ -1,5 +1,6 @@
 """Running the payoff protocol: its arithmetic (first hits, ratios), the timed pipelines (GNet-R,
-the SNets, GNet-T), the experiment over seeds and variants, and its table."""
+the SNets, GNet-T: the engine's phase functions under the protocol's clocks), the experiment over
+seeds and variants, and its table."""
 
 from __future__ import annotations
 
@@ -53,20 +54,21 @@ class Clock:
 
 
 # ============================================================ pipelines
+# Each pipeline is built from the engine's phase functions (dcnn_dd.train.composed_training: gnet_r_phase,
+# snet_init, select_strategy, snets_phase, compose_snets, gnet_t_phase), bound to the pipeline's setup with
+# the variant's settings as configuration fields; what the protocol adds is its clocks, in-memory
+# checkpoints and its own stopping rule (the target, up to cap_epochs).
 class GlobalRun:
-    """A global network trained with its own compiled step and evaluation, a curve of (wall time,
-    accuracy) per evaluation; it can be trained further (to reach a target) with the clock going on."""
+    """A global network's :class:`~dcnn_dd.train.phases.Train` entry (the engine's GNet-R or GNet-T
+    phase, with its own compiled step and evaluation) trained from ``state`` under ``clock``, a
+    curve of (wall time, accuracy) per evaluation; it can be trained further (to reach a target)
+    with the clock going on.  Its checkpoints stay in memory (no checkpoint I/O is timed)."""
 
-    def __init__(self, steps, state, schedule, clock: Clock, name: str, progress: bool):
-        from dcnn_dd import sharding
+    def __init__(self, train, state, clock: Clock, progress: bool):
         from dcnn_dd.train.checkpoint import InMemoryCheckpoints
-        from dcnn_dd.train.loop import TrainData
 
-        self.steps, self.state, self.schedule, self.clock, self.name, self.progress = (steps, state, schedule, clock,
-                                                                                       name, progress)
-        setup = steps.setup
-        c = setup.config
-        self.data = TrainData(setup.train_source, c.batch_size, c.seed, sharding.batch_sharding(setup.data_mesh))
+        self.train, self.state, self.clock, self.progress = train, state, clock, progress
+        self.name = train.name
         self.store = InMemoryCheckpoints()
         self.times: list[float] = []
         self.accs: list[float] = []
@@ -78,98 +80,94 @@ class GlobalRun:
 
     def train_to(self, epochs: int, target: float | None = None) -> None:
         """Train until ``epochs`` epochs in all, or (``target``) stop at the first evaluation at or above it."""
-        from dcnn_dd.train.loop import Phase, run_phase
-        from dcnn_dd.train.schedules import Piecewise
-        from dcnn_dd.train.steps import epoch_metrics
+        from dcnn_dd.train.loop import run_phase
 
         if epochs <= self.epochs or (target is not None and first_hit(self.times, self.accs, target) is not None):
             return
         until = None if target is None else (lambda h: any(r["val_acc"] >= target for r in h))
-        phase = Phase(self.name, self.epochs if until else epochs, Piecewise.from_json(self.schedule),
-                      self.steps.global_train(), epoch_metrics(self.steps.global_evaluator()), 1, None,
-                      extra_epochs=epochs - self.epochs if until else 0, until=until)
+        entry = dataclasses.replace(self.train, epochs=self.epochs if until else epochs,
+                                    extra_epochs=epochs - self.epochs if until else 0)
         self.store.reopen()
         with self.clock:
-            self.state, history = run_phase(phase, self.state, self.store, self.data, progress=self.progress,
-                                            on_epoch=lambda h: self.point(h[-1]["val_acc"]))
+            self.state, history = run_phase(entry.phase(until), self.state, self.store, self.train.data,
+                                            progress=self.progress, on_epoch=lambda h: self.point(h[-1]["val_acc"]))
         self.epochs = len(history)
 
 
 def gnet_r(setup, seed: int, variant: Variant, epochs: int, progress: bool) -> GlobalRun:
-    """GNet-R from random initialisation (the engine's key for ``seed``), ``epochs`` epochs."""
-    from dcnn_dd.train.composed_training import phase_keys
-    from dcnn_dd.train.steps import Steps, global_state
+    """GNet-R from random initialisation (the engine's key for ``seed``; its phase
+    ``gnet_r_phase`` at the variant's learning rate), ``epochs`` epochs."""
+    from dcnn_dd.train.composed_training import gnet_r_phase, phase_keys
+    from dcnn_dd.train.steps import Steps
 
+    setup = setup.reconfigured(gnet_r_lr=variant.schedule())  # outside the clock: checks the configuration
     clock = Clock()
     with clock:
         steps = Steps(setup)  # GNet-R's own compiled steps
         k_r, _ = phase_keys(seed)
-        state = global_state(setup, setup.global_init(k_r))
-    run = GlobalRun(steps, state, variant.schedule(), clock, "gnet_r", progress)
+        train = gnet_r_phase(setup, steps, k_r, {})
+        state = train.init({})
+    run = GlobalRun(train, state, clock, progress)
     run.train_to(epochs)
     return run
 
 
 def snets(setup, seed: int, budgets, lr: float, progress: bool) -> list[dict]:
-    """The K sub-networks (the engine's key for ``seed``), one run, a snapshot after each budget:
-    ``{"epochs", "t", "variables", "opt_state", "snet_acc", "strategy"}`` (host arrays)."""
+    """The K sub-networks (the engine's key for ``seed``; its ``snet_init``, ``select_strategy`` and
+    ``snets_phase`` at ``lr``), one run, a snapshot after each budget: ``{"epochs", "t",
+    "variables", "opt_state", "snet_acc", "strategy"}`` (host arrays)."""
     from dcnn_dd import sharding
     from dcnn_dd.train.checkpoint import InMemoryCheckpoints
-    from dcnn_dd.train.composed_training import phase_keys
-    from dcnn_dd.train.loop import Phase, TrainData, run_phase
-    from dcnn_dd.train.schedules import Piecewise
-    from dcnn_dd.train.state import phase_rng
-    from dcnn_dd.train.steps import Steps, choose_strategy, epoch_metrics, subnet_batch_sharding, subnet_state, with_rng
+    from dcnn_dd.train.composed_training import phase_keys, select_strategy, snet_init, snets_phase
+    from dcnn_dd.train.loop import run_phase
+    from dcnn_dd.train.steps import Steps
 
+    setup = setup.reconfigured(snet_lr=lr)
     clock, out = Clock(), []
     with clock:
         steps = Steps(setup)  # the sub-networks' own compiled steps
-        c = setup.config
         _, k_s = phase_keys(seed)
-        sub_vars = setup.subnet_init(k_s)
-        strategy, _ = choose_strategy(setup, sub_vars, steps)  # measured (and counted) when c.strategy == "auto"
-        state = subnet_state(setup, sub_vars, strategy)
-        data = TrainData(setup.train_source, c.batch_size, c.seed, subnet_batch_sharding(setup, strategy))
+        results = {"snet_init": snet_init(setup, k_s, {})}
+        results["strategy"] = select_strategy(setup, steps, results)  # measured (and counted) when strategy="auto"
+        train = snets_phase(setup, steps, results)
+        state = train.init(results)
         store = InMemoryCheckpoints()
         for b in sorted(set(budgets)):
-            step = with_rng(steps.subnet_train(strategy), phase_rng(c.seed, "snets"))  # as choose_strategy compiled it
-            phase = Phase("snets", b, Piecewise(lr), step,
-                          epoch_metrics(steps.subnet_evaluator(strategy)), c.K, None)
             store.reopen()
-            state, history = run_phase(phase, state, store, data, progress=progress)
+            state, history = run_phase(dataclasses.replace(train, epochs=b).phase(), state, store, train.data,
+                                       progress=progress)
             out.append({"epochs": b, "t": clock.now(), "variables": sharding.to_host(state.variables),
                         "opt_state": sharding.to_host(state.opt_state), "snet_acc": list(history[-1]["val_acc"]),
-                        "strategy": strategy})
+                        "strategy": results["strategy"]["strategy"]})
     return out
 
 
 def gnet_t(setup, snap: dict, variant: Variant, epochs: int, progress: bool) -> tuple[GlobalRun, dict]:
-    """Compose a SNet snapshot ((2.11)-(2.14); with the Adam state if asked), evaluate, fine-tune
-    ``epochs`` epochs; the clock goes on from the snapshot's.  Also returns the plan's global variables."""
-    import jax
+    """Compose a SNet snapshot ((2.11)-(2.14), the engine's ``compose_snets``; with the Adam state if
+    asked), evaluate, fine-tune ``epochs`` epochs (its ``gnet_t_phase``); the clock goes on from the
+    snapshot's.  Also returns the plan's global variables."""
+    from dcnn_dd.planning import plan_for
+    from dcnn_dd.train.composed_training import compose_snets, gnet_t_phase
+    from dcnn_dd.train.steps import Steps
 
-    from dcnn_dd.composition import compose
-    from dcnn_dd.verify import plan_for
-    from dcnn_dd.train.state import compose_opt_state
-    from dcnn_dd.train.steps import Steps, global_state
-
+    setup = setup.reconfigured(gnet_t_lr=variant.schedule(), compose_opt_state=variant.adam_state)
     clock = Clock(offset=snap["t"])
     with clock:
         steps = Steps(setup)  # GNet-T's own compiled steps
-        # the plan's self-check (plan_for(verify=True), a one-time cost per pipeline) is not timed here: it
-        # ran when the setup was built, outside every clock (run_algorithm1 charges it to compose_s);
-        # docs/payoff.md states its measured cost
-        plan = plan_for(setup.model, setup.sub, setup.grid, input_shape=(1, *setup.image_shape), verify=False)
-        gvars = jax.device_get(jax.jit(lambda s: compose(plan, s))(snap["variables"]))
-        opt = None
-        if variant.adam_state:
-            opt = jax.device_get(compose_opt_state(plan, snap["opt_state"], gvars["params"]))
-        state = global_state(setup, gvars, opt)
-        composed = float(steps.global_evaluator()(state.variables)["acc"])
-    run = GlobalRun(steps, state, variant.schedule(), clock, "gnet_t", progress)
+        # the plan is derived inside the clock (the engine's setup.plan was derived outside every clock); its
+        # self-check (plan_for(verify=True), a one-time cost per pipeline) is not timed: it ran when the setup was
+        # built (run_algorithm1 charges it to compose_s); docs/payoff.md states its measured cost
+        setup = dataclasses.replace(setup, plan=plan_for(setup.model, setup.sub, setup.grid,
+                                                         input_shape=(1, *setup.image_shape), verify=False))
+        results = {"snets": (snap["variables"], snap["opt_state"] if variant.adam_state else None)}
+        results["composed"] = compose_snets(setup, results)
+        train = gnet_t_phase(setup, steps, results)
+        state = train.init(results)
+        composed = float(train.evaluate(state)["val_acc"][0])
+    run = GlobalRun(train, state, clock, progress)
     run.times, run.accs = [clock.now()], [composed]  # the composed start is GNet-T's first evaluation
     run.train_to(epochs)
-    return run, gvars
+    return run, results["composed"]["variables"]
 
 
 def warm_eager(setup) -> None:

@@ -33,7 +33,7 @@ def main(argv=None) -> dict:
     with cli.cli_errors():
         overrides = cli.split_overrides(cli.parse_sets(args.set), cli.config_targets())[""]
         c = cli.override(config(args.model, tiny=args.tiny), overrides)
-        summary = run_algorithm1(c, args.run_dir, restart=args.restart, progress=not args.no_progress,
-                                 data_path=args.data, num_devices=args.num_devices)
+        result = run_algorithm1(c, args.run_dir, restart=args.restart, progress=not args.no_progress,
+                                data_path=args.data, num_devices=args.num_devices)
     print(f"wrote {args.run_dir}/summary.json")
-    return summary
+    return result.summary
