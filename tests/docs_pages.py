@@ -65,9 +65,14 @@ def tasks_block():
 
 
 def inference_block():
-    """After training: the one block on any page that calls load_trained."""
-    (block,) = [b for b in python_blocks() if "load_trained(" in b[1]]
+    """After training (docs/api.md): the one block there that calls load_trained."""
+    (block,) = [b for b in python_blocks("docs/api.md") if "load_trained(" in b[1]]
     return block
+
+
+def own_problem_blocks():
+    """Your own problem (docs/own_problem.md): its blocks, in order (they continue each other)."""
+    return python_blocks("docs/own_problem.md")
 
 
 def layer_parallel_block():
@@ -84,10 +89,10 @@ def cnn_dnn_blocks():
 
 
 def executed_blocks():
-    """Every block some test runs: test_readme.py, test_cnn_dnn.py, test_tasks.py and (the inference
-    block) test_quickstart.py run exactly these."""
+    """Every block some test runs: test_readme.py, test_cnn_dnn.py, test_tasks.py, test_own_problem.py
+    and (the inference block) test_quickstart.py run exactly these."""
     return [functional_api_block(), nnx_api_block(), nnx_engine_block(), linen_engine_block(), engine_block(),
-            tasks_block(), inference_block(),
+            tasks_block(), inference_block(), *own_problem_blocks(),
             layer_parallel_block(), *cnn_dnn_blocks()]
 
 

@@ -235,3 +235,21 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_holders_lock_is_taken_over
     with pytest.raises(RunDirInUseError, match=r"on host elsewhere.example .*another host.*rm '"):
         with run_lock(tmp_path):
             pass
+
+
+def test_a_run_written_before_a_field_existed_resumes_at_its_default(tmp_path):
+    """A configuration field added since a run was written (issue 24's task, optimiser and
+    validation fields): the stored config.json lacks it; at its default the run resumes, at another
+    value it is a mismatch (fails without RunDir's defaults: every new field was a mismatch)."""
+    from dcnn_dd.train import Config
+
+    old = Config().to_json()
+    for k in ("task", "optimizer", "val_fraction", "monitor"):
+        del old[k]
+    (tmp_path / "config.json").write_text(json.dumps({"config": old}))
+    defaults = {"config": Config.defaults_json()}
+    RunDir(tmp_path, {"config": Config().to_json()}, defaults=defaults)
+    with pytest.raises(ConfigMismatchError, match=r"config\.optimizer: checkpoint '<absent>', now 'sgd'"):
+        RunDir(tmp_path, {"config": Config(optimizer="sgd").to_json()}, defaults=defaults)
+    with pytest.raises(ConfigMismatchError, match="config.task"):
+        RunDir(tmp_path, {"config": Config().to_json()})  # without the defaults: absent is a difference

@@ -25,7 +25,7 @@ import pytest
 
 import dcnn_dd as dd
 from dcnn_dd.models import PlainCNN, divide_widths
-from dcnn_dd.models import registry
+from dcnn_dd.models import registry as model_registry
 from dcnn_dd.train import config as config_mod
 from dcnn_dd.train.optimizers import make_tx, register_optimizer
 from dcnn_dd.train.schedules import Cosine, Piecewise, Warmup, WarmupCosine, schedule_from_json
@@ -62,7 +62,7 @@ class DropNet(nn.Module):
 @pytest.fixture(scope="module")
 def registry():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(registry, "MODELS", dict(registry.MODELS))
+        mp.setattr(model_registry, "MODELS", dict(model_registry.MODELS))
         config_mod.register_model("dropnet", DropNet)
         yield config_mod
 
@@ -251,7 +251,7 @@ def test_nnx_dropout_model_trains(tmp_path):
             return self.head(x.reshape(x.shape[0], -1))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(registry, "MODELS", dict(registry.MODELS))
+        mp.setattr(model_registry, "MODELS", dict(model_registry.MODELS))
         config_mod.register_model("nnx_drop", NNXDrop)
         config = tiny_config(model={"name": "nnx_drop"}, train_size=32, snet_epochs=1, gnet_t_epochs=0)
         s = run_algorithm1(config, tmp_path / "run", **QUIET).summary

@@ -267,7 +267,8 @@ def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = F
         a1, local_vars = result.summary, result.snets  # the trained local CNNs, stacked on axis 0, in memory
 
         # ---- 2-6. features, aggregators, DNN, coherent, transfer
-        rd = RunDir(run_dir / "cnn_dnn", {"config": config.to_json(), "cnn_dnn": cfg.to_json()}, restart=restart)
+        rd = RunDir(run_dir / "cnn_dnn", {"config": config.to_json(), "cnn_dnn": cfg.to_json()}, restart=restart,
+                    defaults={"config": Config.defaults_json()})
         if restart and main:  # also where this configuration has no transfer phase (the runner forgets only its own)
             (rd.path / "transfer_init.json").unlink(missing_ok=True)
         phases = cnn_dnn_phases(setup, cfg, local_vars, a1["strategy"]["strategy"], rd, steps)

@@ -88,12 +88,19 @@ def read_json(path, remedy: str = "delete it to have it computed again, or pass 
         raise CheckpointError(f"{path} is damaged, not valid JSON ({e}); {remedy}") from None
 
 
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+def _diff(a: dict, b: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """The differences of two configurations, one line each; a key ``a`` (the stored one) lacks
+    whose value in ``b`` is its default in ``defaults`` (same nesting) is no difference: a field
+    added to the configuration since the run was written, at the value the run had."""
     out = []
+    defaults = defaults or {}
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        dk = defaults.get(k) if isinstance(defaults, dict) else None
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{k}.")
+            out += _diff(va, vb, f"{prefix}{k}.", dk if isinstance(dk, dict) else None)
+        elif k not in a and k in defaults and vb == dk:
+            continue
         elif va != vb:
             out.append(f"  {prefix}{k}: checkpoint {va!r}, now {vb!r}")
     return out
@@ -134,7 +141,9 @@ def check_data(run_dir, record: dict) -> None:
 class RunDir:
     """A run directory bound to one configuration (a JSON-able dict)."""
 
-    def __init__(self, path, config: dict, *, restart: bool = False):
+    def __init__(self, path, config: dict, *, restart: bool = False, defaults: dict | None = None):
+        """``defaults``: the configuration's default values, nested like ``config``: a run written
+        before a field existed resumes when the field holds its default (:func:`_diff`)."""
         self.path = Path(path)
         self.config = _normalise(config)
         cfg_file = self.path / "config.json"
@@ -144,7 +153,7 @@ class RunDir:
                 (self.path / name).unlink(missing_ok=True)
         if cfg_file.exists():
             old = read_json(cfg_file, "delete the run directory or pass --restart")
-            diffs = _diff(old, self.config)
+            diffs = _diff(old, self.config, defaults=_normalise(defaults or {}))
             if diffs:
                 raise ConfigMismatchError(
                     f"run directory {self.path} holds a run with another configuration:\n" + "\n".join(diffs)

@@ -301,7 +301,7 @@ def run_algorithm1(config: Config, run_dir, *, train=None, test=None, val=None, 
     phases = algorithm1_phases(setup, steps)  # the phase list (nothing runs or compiles yet)
     data = setup.data_record()  # the data's fingerprints
     with run_lock(run_dir):  # before RunDir: a second process must not even --restart the directory
-        rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart)
+        rd = RunDir(run_dir, {"config": c.to_json()}, restart=restart, defaults={"config": Config.defaults_json()})
         check_data(rd.path, data)  # a resume on other data is refused
         write_preprocessing(rd.path, setup)  # what load_trained needs besides the checkpoints
         main = jax.process_index() == 0

@@ -97,6 +97,13 @@ class Config:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
+    def defaults_json(cls) -> dict:
+        """Every field's default, as :meth:`to_json` writes it (a run directory written before a
+        field existed resumes when the field holds its default)."""
+        return json.loads(json.dumps({f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING
+                                      else f.default for f in dataclasses.fields(cls)}))
+
+    @classmethod
     def from_json(cls, d: dict) -> Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known

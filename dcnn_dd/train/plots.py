@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # not pyplot: drawing here leaves the caller's backend (a notebook's) alone
 
 
 def accuracy_curves(histories: dict, path, key: str = "val_acc") -> Path:
@@ -16,7 +13,8 @@ def accuracy_curves(histories: dict, path, key: str = "val_acc") -> Path:
     epochs on the x-axis, as the paper's protocol); the sub-networks' curves for reference.
     Right: the same against wall time, GNet-T's clock starting with its sub-networks.  ``key``:
     the validation metric drawn (the monitored one, e.g. ``val_loss``)."""
-    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_e, ax_t = fig.subplots(1, 2)
     snets, gt, gr = histories.get("snets", []), histories.get("gnet_t", []), histories.get("gnet_r", [])
     comp = (histories.get("compose") or [{}])[0]
     n_s = len(snets)
@@ -48,13 +46,13 @@ def accuracy_curves(histories: dict, path, key: str = "val_acc") -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def phase_times(summary: dict, path) -> Path:
     """Stacked bar of the GNet-T pipeline (SNets + compose + GNet-T) next to GNet-R."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     parts = [("strategy selection", summary.get("time_strategy_s") or 0.0, "0.85"),
              ("SNets", summary["time_subnets_s"], "0.6"), ("compose", summary.get("time_compose_s", 0.0), "C2"),
              ("GNet-T", summary["time_gnet_t_s"], "C0")]
@@ -76,5 +74,4 @@ def phase_times(summary: dict, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
