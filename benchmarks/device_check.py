@@ -199,7 +199,7 @@ def peak_bytes():
 def part_subnet_phase(part, clock, report, sz: Sizes, ctx: dict) -> None:
     import dcnn_dd as dd
     from benchmarks import subnet_speedup
-    from dcnn_dd.train.config import build_model
+    from dcnn_dd.models.registry import build_model
 
     model = build_model(sz.model, 10)
     part["network"] = sz.model

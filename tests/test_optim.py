@@ -330,6 +330,7 @@ def test_optimizers_by_name_and_registered():
     (dict(optimizer="adafactor", compose_opt_state=True), r"^compose_opt_state: the 'adafactor' optimiser state "
      r"leaf 'inner_state/0/v_row/b' .*set compose_opt_state=False"),
     (dict(snet_optimizer="sgd", compose_opt_state=True), r"SNets \('sgd'\) and GNet-T \('adam'\) use different"),
+    (dict(extra_epochs=2, gnet_t_lr={"name": "cosine", "base": 1e-3}), r"^extra_epochs=2 with gnet_t_lr=.*end rate, 0"),
 ])
 def test_bad_optimisers_and_schedules_are_one_line_errors_before_a_run(kw, match, tmp_path):
     from dcnn_dd.train import run_algorithm1

@@ -62,6 +62,8 @@ def test_load_trained_predicts_the_summary_accuracies(page):
     assert snets.shape == (4, 297, 10)
     assert [int((lg.argmax(-1) == labels[1500:]).sum()) for lg in snets] == [round(a * n) for a in s["snet_test_acc"]]
     assert out[1][-1] == "(4, 297, 10)"
+    with pytest.raises(ValueError, match="uint8 images, but this gnet_t was trained on float images"):
+        ns["gnet_t"].predict((ns["images"][1500:, :, :, None] * 255).astype(np.uint8))
 
 
 def test_a_rerun_resumes_and_trains_nothing(page):

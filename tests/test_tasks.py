@@ -284,6 +284,16 @@ def test_bad_task_and_monitor_names_are_one_line_errors_before_any_run_dir(toy_d
         run_cnn_dnn(Config(dataset="toy_regression", task="regression", **TINY), CNNDNNConfig(), tmp_path / "run",
                     **QUIET)
     assert not (tmp_path / "run").exists()
+    # a model whose output width is not the task's (its spec's num_classes wins over the data's): refused up front
+    wide = {**TINY, "model": {**TINY["model"], "num_classes": 5}}
+    with pytest.raises(ValueError, match=r"gives outputs of shape \(1, 5\) per batch, the task 'regression' on these "
+                                         r"data needs \(batch, 2\)") as e:
+        run_algorithm1(Config(dataset="toy_regression", task="regression", **wide), tmp_path / "run", **QUIET)
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"^val_fraction=0.25: the CNN-DNN validates on the test set"):  # not yet
+        run_cnn_dnn(Config(dataset="toy_int_targets", val_fraction=0.25, **TINY), CNNDNNConfig(), tmp_path / "run",
+                    **QUIET)
+    assert not (tmp_path / "run").exists()
 
 
 def test_task_checks_of_the_targets():
@@ -314,7 +324,7 @@ def test_flatten_head_composes_to_the_mean_for_regression():
     head='mean', as the logit-sum layer is; it was summed, so plan_for's check refused the plan."""
     from dcnn_dd.grid import Grid
     from dcnn_dd.models import PlainCNN
-    from dcnn_dd.verify import plan_for
+    from dcnn_dd.planning import plan_for
 
     model = PlainCNN(features=(4, 4), pool_after=(), fc=(), num_classes=3)
     plan = plan_for(model, model.subnet(4), Grid.uniform((8, 8), 2, size=6), input_shape=(1, 8, 8, 1), head="mean")
@@ -349,11 +359,28 @@ def test_docs_tasks_example_registers_a_huber_loss(monkeypatch, capsys):
     from tests.docs_pages import run_stubbed, tasks_block
 
     monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
-    summary = {"monitor": "val_mae", "monitor_mode": "min", "gnet_t_trained": {}}
-    (config, run_dir), = run_stubbed(monkeypatch, train, "run_algorithm1", tasks_block(), summary)
+    import types
+
+    result = types.SimpleNamespace(summary={"monitor": "val_mae", "monitor_mode": "min", "gnet_t_trained": {}})
+    (config, run_dir), = run_stubbed(monkeypatch, train, "run_algorithm1", tasks_block(), result)
     assert run_dir == "results/huber" and tasks.monitor_of(config) == ("val_mae", "min")
     task = get_task("huber")
     assert task.head == "mean" and task.loss.__name__ == "huber"
     y = jnp.array([[0.0, 3.0]])
     np.testing.assert_allclose(task.loss(jnp.zeros((1, 2)), y), [(0.0 + 2.5) / 2])  # quadratic, then linear
     assert capsys.readouterr().out.startswith("val_mae min")
+
+
+def test_summary_test_entries_carry_every_metric_of_the_task():
+    """``test_results`` without a held-out split: every metric of the task, also for a network
+    without epochs (from the compose record); a regression summary has no ``*_test_acc``."""
+    from dcnn_dd.train.composed_training import test_results
+
+    names = get_task("regression").names
+    comp = {"snet_mse": [0.2, 0.3], "snet_mae": [0.4, 0.5], "snet_loss": [0.2, 0.3],
+            "gnet_t_init_mse": 0.25, "gnet_t_init_mae": 0.45, "gnet_t_init_loss": 0.25}
+    hist = {"compose": [comp], "snets": [{"val_mse": [0.1, 0.2], "val_mae": [0.3, 0.4], "val_loss": [0.1, 0.2]}],
+            "gnet_t": []}
+    out = test_results(hist, held_out=False, names=names)
+    assert out["snet_test_mse"] == [0.1, 0.2] and out["gnet_t_test_mse"] == 0.25 and out["gnet_t_test_mae"] == 0.45
+    assert out["gnet_r_test_mse"] is None and not any(k.endswith("_acc") for k in out)

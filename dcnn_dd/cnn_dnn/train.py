@@ -259,6 +259,7 @@ def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = F
     main = jax.process_index() == 0
     log = log if main else (lambda *a, **k: None)
     setup = setup or build_setup(config, data_path=data_path, data_dir=data_dir, num_devices=num_devices)
+    check_task(config, setup.held_out)
     steps = Steps(setup)
 
     with run_lock(run_dir):  # the whole run (its Algorithm-1 part takes the same lock again)
@@ -282,13 +283,19 @@ def run_cnn_dnn(config: Config, cfg: CNNDNNConfig, run_dir, *, restart: bool = F
     return summary
 
 
-def check_task(config: Config) -> None:
+def check_task(config: Config, held_out: bool = False) -> None:
     """The CNN-DNN is for classification: its local outputs are class probabilities and its
-    aggregators class votes; any other ``config.task`` is a one-line error (before anything runs)."""
+    aggregators class votes; any other ``config.task`` is a one-line error (before anything runs).
+    It validates on the test set, as the paper does, and reports every number there: a held-out
+    validation split (``val_fraction``, ``val=``) is a one-line error too, not yet supported."""
     if config.task != "classification":
         raise ValueError(f"task={config.task!r}: the CNN-DNN aggregates the local CNNs' class probabilities (average, "
                          "vote, DNN), so it trains task='classification' only; run Algorithm 1 "
                          "(dcnn_dd.train.run_algorithm1) for this task")
+    if held_out or config.val_fraction > 0:
+        raise ValueError(f"val_fraction={config.val_fraction}: the CNN-DNN validates on the test set (the paper's "
+                         "protocol) and reports its aggregators there; a held-out validation split is not supported "
+                         "yet: set val_fraction=0 (Algorithm 1 alone, dcnn_dd.train.run_algorithm1, takes one)")
 
 
 def _last(h, key="val_acc"):

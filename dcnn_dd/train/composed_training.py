@@ -51,7 +51,7 @@ from dcnn_dd.train.state import compose_opt_state, phase_rng
 from dcnn_dd.train.steps import (
     Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state, with_rng,
 )
-from dcnn_dd.train.tasks import monitor_of, reached
+from dcnn_dd.train.tasks import get_task, monitor_of, reached
 from dcnn_dd.train.trained import Trained, check_network, write_preprocessing
 
 PHASES = ("gnet_r", "snet_init", "strategy", "snets", "composed", "compose", "gnet_t")
@@ -344,12 +344,14 @@ def test_line(record: dict) -> str:
         for k, v in record.items() if k.startswith("test_"))
 
 
-def test_results(histories: dict, held_out: bool) -> dict:
+def test_results(histories: dict, held_out: bool, names=("acc", "top5", "loss")) -> dict:
     """The trained networks on the test set, as summary entries ``snet_test_<metric>`` (per
-    sub-network), ``gnet_r_test_<metric>``, ``gnet_t_test_<metric>`` (``acc``, ``top5``, ...):
-    with a held-out validation split, their ``*_test`` records; without, their last validation
-    (which is the test set), the same numbers as the other entries.  None for GNet-R without
-    epochs."""
+    sub-network), ``gnet_r_test_<metric>``, ``gnet_t_test_<metric>`` for each of the task's
+    metrics ``names`` (``acc``, ``top5``, ``loss`` for classification): with a held-out validation
+    split, their ``*_test`` records; without, their last validation (which is the test set: for
+    GNet-T its last epoch, extra epochs included, where ``gnet_t_trained_*`` is the protocol's
+    epoch).  A network without epochs: its values in the ``compose`` record (the sub-networks as
+    initialised, GNet-T as composed); GNet-R without epochs: None."""
     comp = histories["compose"][0]
     out = {}
     for net, phase in (("snet", "snets"), ("gnet_r", "gnet_r"), ("gnet_t", "gnet_t")):
@@ -357,12 +359,11 @@ def test_results(histories: dict, held_out: bool) -> dict:
             rec, prefix = (histories.get(f"{phase}_test") or [{}])[0], "test_"
         else:
             rec, prefix = (histories.get(phase) or [{}])[-1], "val_"
-        metrics = {k.removeprefix(prefix): v for k, v in rec.items() if k.startswith(prefix)}
+        metrics = {m: rec[prefix + m] for m in names if prefix + m in rec}
         if not metrics and phase != "gnet_r":  # no epochs: the network as composed / as initialised in compose
             key = "snet" if phase == "snets" else "gnet_t_init"
-            metrics = {k.removeprefix(key + "_"): v for k, v in comp.items() if k in (f"{key}_acc", f"{key}_top5")}
-        out.update({f"{net}_test_{m}": v for m, v in metrics.items()})
-        out.setdefault(f"{net}_test_acc", None)
+            metrics = {m: comp[f"{key}_{m}"] for m in names if f"{key}_{m}" in comp}
+        out.update({f"{net}_test_{m}": metrics.get(m) for m in names})
     return out
 
 
@@ -410,7 +411,7 @@ def summarize(c: Config, histories: dict, extra: dict) -> dict:
     })
     held_out = bool(extra.get("held_out"))
     out["validation"] = "held_out" if held_out else "test"
-    out.update(test_results(histories, held_out))
+    out.update(test_results(histories, held_out, get_task(c.task).names))
     return out
 
 
@@ -482,8 +483,9 @@ def summary_table(s: dict) -> str:
         ("ratio (GNet-T pipeline / GNet-R)", f(s.get("payoff_ratio"), "{:.2f}")),
     ]
     if held_out:  # the validation numbers above drove the rules; the test set, once per trained network
-        rows += [("SNet-1..K on the test set", f(s.get("snet_test_acc"))),
-                 ("GNet-T (final) on the test set", f(s.get("gnet_t_test_acc"))),
-                 ("GNet-R (final) on the test set", f(s.get("gnet_r_test_acc")))]
+        m = key.removeprefix("val_")
+        rows += [(f"SNet-1..K on the test set ({m})", f(s.get(f"snet_test_{m}"))),
+                 (f"GNet-T (final) on the test set ({m})", f(s.get(f"gnet_t_test_{m}"))),
+                 (f"GNet-R (final) on the test set ({m})", f(s.get(f"gnet_r_test_{m}")))]
     w = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)

@@ -262,6 +262,11 @@ def validate(c: Config) -> None:
             schedule_from_json(getattr(c, name))
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
+    gnet_t_sched = schedule_from_json(c.gnet_t_lr)
+    if c.extra_epochs > 0 and getattr(gnet_t_sched, "end", None) == 0:
+        raise ValueError(f"extra_epochs={c.extra_epochs} with gnet_t_lr={c.gnet_t_lr}: the extra epochs run at the "
+                         "schedule's end rate, 0, and would change nothing; give the schedule an 'end' > 0, or "
+                         "extra_epochs=0")
     if c.augment not in AUGMENT_NAMES:
         raise ValueError(f"augment={c.augment!r}: choose one of {list(AUGMENT_NAMES)}")
     from dcnn_dd.sharding import STRATEGIES

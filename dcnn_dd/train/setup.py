@@ -12,6 +12,7 @@ import json
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dcnn_dd import sharding
@@ -21,10 +22,11 @@ from dcnn_dd.data import sources
 from dcnn_dd.grid import Grid
 from dcnn_dd.models.pooling import with_regional_pool
 from dcnn_dd.planning import plan_for
-from dcnn_dd.train.config import PHASE_OPTIMIZERS, Config, build_grid, build_model
+from dcnn_dd.models.registry import build_model
+from dcnn_dd.train.config import PHASE_OPTIMIZERS, Config, build_grid
 from dcnn_dd.train.optimizers import make_tx, optimizer_spec
 from dcnn_dd.train.tasks import CLASSIFICATION, Task, get_task
-from dcnn_dd.tree import init_variables
+from dcnn_dd.tree import call_kwargs, init_variables
 
 # Config fields a Setup is built from; Setup.reconfigured may change any other field.
 BUILT_FROM = ("dataset", "train_size", "test_size", "val_fraction", "val_seed", "image_size", "model", "K", "grid",
@@ -212,6 +214,7 @@ def build_setup(config: Config, *, train=None, test=None, val=None, data_path=No
     mean = np.asarray(sources.channel_mean(train_source), np.float32)
     # ---- models and grid
     model, sub, grid = models_for(c, image_shape, width)
+    check_outputs(c, model, sub, grid, image_shape, width, task)
     # ---- the plan (2.11)-(2.14) with the task's head ((2.14) sum, (2.22) mean), checked; its time is
     # charged to GNet-T's pipeline (compose_s)
     t0 = time.perf_counter()
@@ -223,6 +226,25 @@ def build_setup(config: Config, *, train=None, test=None, val=None, data_path=No
                  augment=aug.PRESETS[c.augment], model=model, sub=sub, grid=grid, tx=tx, plan=checked,
                  plan_s=plan_s, data_mesh=data_mesh, subnet_mesh=subnet_mesh,
                  eval_batch=-(-c.eval_batch_size // n) * n, task=task, val_source=val_source, txs=txs)
+
+
+def check_outputs(config: Config, model, sub, grid: Grid, image_shape, width: int, task) -> None:
+    """The network and its sub-network give ``width`` outputs per sample (the classes, or the
+    task's ``prod(target_shape)``), shapes only (``jax.eval_shape``, nothing computed): a model that
+    keeps its own output width (a factory without ``num_classes``) or is given another
+    ``num_classes`` in its spec is a one-line error here, before anything is written."""
+    for net, shape, what in ((model, (1, *image_shape), "the network"),
+                             (sub, (1, *grid.sub_shape, image_shape[-1]), "its sub-network")):
+        def outputs(net=net, shape=shape):
+            variables = init_variables(net, jax.random.PRNGKey(0), shape)
+            return net.apply(variables, jnp.zeros(shape, jnp.float32), **call_kwargs(net, False))
+
+        out = jax.eval_shape(outputs)
+        if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[-1] != width:
+            got = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"model {config.model}: {what} gives outputs of shape {got} per batch, the task "
+                             f"{config.task!r} on these data needs (batch, {width}) (the classes, or the targets' "
+                             "size): give the model a num_classes argument (the engine sets it) or the right width")
 
 
 def optimizers(config: Config) -> tuple[object, dict]:

@@ -87,6 +87,12 @@ class Trained:
         ``batch_size`` (default: the run's ``eval_batch_size``), the last one padded, as the
         engine evaluates."""
         images = np.asarray(images)
+        uint8 = images.dtype == np.uint8
+        if uint8 != (self.pixel_scale == 255.0):
+            trained = "uint8 images (0..255)" if self.pixel_scale == 255.0 else "float images"
+            raise ValueError(f"predict: {images.dtype} images, but this {self.network} was trained on {trained}: "
+                             "pass them as the training data came (the normalisation divides by "
+                             f"{self.pixel_scale:g} before subtracting the mean)")
         shape = tuple(self.input_shape)
         if images.ndim != len(shape) + 1 or tuple(images.shape[1:]) != shape:
             raise ValueError(f"predict: images of shape {images.shape}; this {self.network} takes (N, *{shape}), "
@@ -114,17 +120,12 @@ class Trained:
         """The record of ``variables`` of ``network`` trained on ``setup`` (a run still in memory)."""
         check_network(network)
         return cls(network, setup.sub if network == "snets" else setup.model, variables, setup.config, setup.grid,
-                   np.asarray(setup.mean, np.float32), pixel_scale_of(setup), finished)
+                   np.asarray(setup.mean, np.float32), setup.pixel_scale, finished)
 
 
 def check_network(network: str) -> None:
     if network not in NETWORKS:
         raise ValueError(f"network={network!r}: choose one of {list(NETWORKS)}")
-
-
-def pixel_scale_of(setup) -> float:
-    """The scale the setup's images are divided by (255 for uint8)."""
-    return float(getattr(setup.train_source, "pixel_scale", 255.0))
 
 
 def write_preprocessing(run_dir, setup) -> None:
@@ -137,7 +138,7 @@ def write_preprocessing(run_dir, setup) -> None:
     if jax.process_index() != 0 or path.exists():
         return
     write_json(path, {"mean": [float(m) for m in np.asarray(setup.mean, np.float32).reshape(-1)],
-                      "pixel_scale": pixel_scale_of(setup), "image_shape": [int(n) for n in setup.image_shape],
+                      "pixel_scale": setup.pixel_scale, "image_shape": [int(n) for n in setup.image_shape],
                       "num_classes": setup.task.output_width(setup.train_source), "task": setup.config.task})
 
 
@@ -145,7 +146,8 @@ def load_trained(run_dir, network: str) -> Trained:
     """The trained ``network`` (``"gnet_t"``, ``"gnet_r"`` or ``"snets"``) of the Algorithm-1 run in
     ``run_dir``, from its last checkpoint, with the preprocessing it was trained with: a
     :class:`Trained` whose ``predict(images)`` takes raw images.  No data is read.  A model of your
-    own must be registered (:func:`dcnn_dd.train.register_model`) under the run's name first.
+    own must be registered (:func:`dcnn_dd.train.register_model`) under the run's name first, and so
+    must a task of your own (:func:`dcnn_dd.train.register_task`).
     Every failure is one line (a ``ValueError`` or :class:`~dcnn_dd.train.checkpoint.CheckpointError`)."""
     from dcnn_dd.train.setup import models_for
 

@@ -12,7 +12,8 @@ from experiments.tables import md_table, pct
 # ----------------------------------------------------------------------------- Table 3.1
 def complexity_entries(plan: Preset) -> list[dict]:
     from dcnn_dd.complexity import KERAS, params_and_flops
-    from dcnn_dd.train.config import build_grid, build_model
+    from dcnn_dd.models.registry import build_model
+    from dcnn_dd.train.config import build_grid
 
     out = []
     for slot_model, spec, shape, grids in plan.complexity:
@@ -170,7 +171,8 @@ def deviation_notes(cases, summaries) -> list[str]:
         for c in group:
             s = summaries[c.name]
             if r is not None and s["epochs"]["gnet_t"] > 0 and s["gnet_t_trained_acc"] < r:
-                lrs = [round(float(x), 8) for x in _epoch_lrs(c.config.gnet_t_lr, s["epochs"]["gnet_t"])]
+                per_epoch = _epoch_lrs(c.config.gnet_t_lr, s["epochs"]["gnet_t"])
+                lrs = c.config.gnet_t_lr if per_epoch is None else [round(float(x), 8) for x in per_epoch]
                 notes.append(
                     f"DEVIATION {c.name}: GNet-T-trained {s['gnet_t_trained_acc']:.4f} < GNet-R-trained {r:.4f} "
                     f"(paper, Table 3.3: GNet-T-trained above GNet-R-trained, e.g. 94.40% vs 93.26%). Likely cause: "
@@ -180,11 +182,13 @@ def deviation_notes(cases, summaries) -> list[str]:
     return notes
 
 
-def _epoch_lrs(lr_json, epochs: int) -> list[float]:
-    from dcnn_dd.train.schedules import Piecewise
+def _epoch_lrs(lr_json, epochs: int) -> list[float] | None:
+    """The rate of each epoch of a per-epoch schedule; None for a per-step one (its rate moves
+    within an epoch: the note then quotes the schedule as given)."""
+    from dcnn_dd.train.schedules import Piecewise, schedule_from_json
 
-    sched = Piecewise.from_json(lr_json)
-    return [sched(e) for e in range(epochs)]
+    sched = schedule_from_json(lr_json)
+    return [sched(e) for e in range(epochs)] if isinstance(sched, Piecewise) else None
 
 
 # ----------------------------------------------------------------------------- run

@@ -12,7 +12,8 @@ from experiments.tables import md_table, pct
 # ----------------------------------------------------------------------------- Table 3.4
 def complexity_entries(plan: Preset, num_classes: int) -> list[dict]:
     from dcnn_dd.complexity import KERAS, params_and_flops
-    from dcnn_dd.train.config import build_grid, build_model
+    from dcnn_dd.models.registry import build_model
+    from dcnn_dd.train.config import build_grid
 
     out, done = [], set()
     for _, slot, K, c in plan.cases:  # noqa: N806

@@ -261,7 +261,7 @@ def run(args) -> dict:
     c = pipeline_config(p, p.networks[nets[0]], 4, "global", seeds[0], args.overrides[""]) if nets else None
     if c is not None and (c.task != "classification" or c.monitor not in ("auto", "val_acc")):
         raise ValueError(f"task={c.task!r}, monitor={c.monitor!r}: the payoff protocol measures the time to GNet-R's "
-                         "test accuracy; it runs task='classification' with monitor 'val_acc'")
+                         "validation accuracy; it runs task='classification' with monitor 'val_acc'")
     screen = len(seeds) == 1  # a one-seed result is a screen, marked as such in rows, table and notes
     cases, sweeps, targets, notes, checks = [], {}, {}, [], {}
     for net in nets:
