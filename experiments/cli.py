@@ -18,6 +18,9 @@ in every configuration of a multi-configuration experiment:
   goes to that target (``cnn_dnn.dnn_epochs=5`` in :mod:`experiments.cnn_dnn`);
 * ``value`` is JSON when it parses as JSON (``[8,8]``, ``1e-3``, ``null``, ``true``, ``{"base": 1e-3}``),
   else the string itself (``strategy=vmap``);
+* ``--import MODULE`` (repeatable) imports a module of yours first, so that names it registers
+  (``register_dataset``, ``register_model``, ``register_task``, ``register_optimizer``) can be
+  named: ``--import my_data.py --set dataset=my_data``;
 * an unknown key is an error naming the known ones; the overrides are recorded in the results'
   metadata (``meta["overrides"]``) and in ``<out>/overrides.json``: a results directory's cached
   measurements belong to one set of overrides (:func:`experiments.results.check_overrides`).
@@ -159,6 +162,37 @@ def add_set_argument(p: argparse.ArgumentParser, what: str = "the configuration 
                    help=f"override a field of {what} on top of the preset (repeatable): e.g. --set seed=1 "
                         "--set model.features=[8,8,16,16] --set strategy=vmap; values are JSON when they parse "
                         "(null, true, 1e-3, [8,8]), else strings")
+    p.add_argument("--import", action="append", default=[], metavar="MODULE", dest="imports",
+                   help="import a module of yours first (repeatable), e.g. one that calls register_dataset, "
+                        "register_model, register_task or register_optimizer, so that --set dataset=NAME, "
+                        "model.name=NAME, task=NAME find your names; MODULE is a dotted name on the path (the "
+                        "current directory included) or a path to a .py file")
+
+
+def import_modules(names) -> None:
+    """``--import MODULE``: import each module of the user's (a dotted name, searched on ``sys.path``
+    with the current directory first, or a ``.py`` file's path), so its registrations
+    (:func:`dcnn_dd.data.register_dataset`, :func:`dcnn_dd.train.register_model`, ...) happen before
+    the configuration is read.  A module that cannot be found is a one-line ``ValueError``."""
+    import importlib
+    import importlib.util
+
+    for name in names or ():
+        path = Path(name)
+        if name.endswith(".py"):
+            if not path.is_file():
+                raise ValueError(f"--import {name}: no such file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+            continue
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            raise ValueError(f"--import {name}: {e} (give a module on the path or a .py file)") from None
 
 
 # ============================================================ the parser and the runner
@@ -229,6 +263,7 @@ def main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=No
     t0 = time.perf_counter()
     args.out = Path(args.out)
     with cli_errors():
+        import_modules(args.imports)
         sets = parse_sets(args.set)
         args.targets = targets()
         args.overrides = split_overrides(sets, args.targets)

@@ -168,3 +168,36 @@ def test_a_results_directory_keeps_its_overrides(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main("demo", "A demo.", run, ["--out", out])
     assert calls == [{}, {}, {"seed": 1}, {"seed": 1}]
+
+
+def test_import_makes_a_users_registered_names_known(tmp_path, monkeypatch, capsys):
+    """--import MODULE (a .py file or a dotted name) runs the user's registrations before the
+    configuration is read, so --set dataset=NAME finds a dataset registered there; a module that
+    is not there is exit 2 with one line."""
+    from dcnn_dd.data import sources
+    from experiments.quickstart.analysis import main as quickstart
+
+    monkeypatch.setattr(sources, "DATASETS", dict(sources.DATASETS))
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text("import functools\nfrom dcnn_dd.data import load_digits, register_dataset\n"
+                      "register_dataset('my_digits', lambda split: load_digits(split))\n")
+    seen = []
+
+    def run(args):
+        from dcnn_dd.data import load
+
+        seen.append(len(load("my_digits", "test")))
+        return {"entries": []}
+
+    cli.main("demo", "A demo.", run, ["--out", str(tmp_path / "res"), "--import", str(plugin),
+                                      "--set", "dataset=my_digits"])
+    assert seen == [449]  # digits' test split: round(0.25 * 1,797)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other_plugin.py").write_text("from dcnn_dd.data import load_digits, register_dataset\n"
+                                             "register_dataset('my_digits_2', lambda split: load_digits(split))\n")
+    cli.main("demo", "A demo.", run, ["--out", str(tmp_path / "res2"), "--import", "other_plugin"])
+    assert "my_digits_2" in sources.registered_datasets()
+    with pytest.raises(SystemExit) as e:
+        quickstart(["--tiny", "--import", "no_such_plugin_xyz", "--run-dir", str(tmp_path / "q")])
+    assert e.value.code == 2 and "--import no_such_plugin_xyz: No module named" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

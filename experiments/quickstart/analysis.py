@@ -31,6 +31,7 @@ def main(argv=None) -> dict:
     from dcnn_dd.train import run_algorithm1  # after jax.distributed.initialize
 
     with cli.cli_errors():
+        cli.import_modules(args.imports)
         overrides = cli.split_overrides(cli.parse_sets(args.set), cli.config_targets())[""]
         c = cli.override(config(args.model, tiny=args.tiny), overrides)
         result = run_algorithm1(c, args.run_dir, restart=args.restart, progress=not args.no_progress,
