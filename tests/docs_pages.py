@@ -53,8 +53,16 @@ def linen_engine_block():
 
 def engine_block():
     """The training engine's example (`Config` and `run_algorithm1`): the block of docs/engine.md
-    that registers no task."""
-    (block,) = [b for b in python_blocks("docs/engine.md") if "register_task(" not in b[1]]
+    that registers no task and joins no multi-process run."""
+    (block,) = [b for b in python_blocks("docs/engine.md")
+                if "register_task(" not in b[1] and "distributed.initialize(" not in b[1]]
+    return block
+
+
+def own_script_block():
+    """Your own script on several processes (docs/engine.md): the one block on any page that calls
+    `distributed.initialize`; tests/test_multihost.py runs it as one of two processes."""
+    (block,) = [b for b in python_blocks() if "distributed.initialize(" in b[1]]
     return block
 
 
@@ -89,10 +97,10 @@ def cnn_dnn_blocks():
 
 
 def executed_blocks():
-    """Every block some test runs: test_readme.py, test_cnn_dnn.py, test_tasks.py, test_own_problem.py
-    and (the inference block) test_quickstart.py run exactly these."""
+    """Every block some test runs: test_readme.py, test_cnn_dnn.py, test_tasks.py, test_own_problem.py,
+    (the inference block) test_quickstart.py and (your own script) test_multihost.py run exactly these."""
     return [functional_api_block(), nnx_api_block(), nnx_engine_block(), linen_engine_block(), engine_block(),
-            tasks_block(), inference_block(), *own_problem_blocks(),
+            tasks_block(), inference_block(), own_script_block(), *own_problem_blocks(),
             layer_parallel_block(), *cnn_dnn_blocks()]
 
 

@@ -9,12 +9,11 @@ sub-networks' accuracies as one JSON line.  Started by tests/test_multihost.py.
 import json
 import sys
 
-import jax
+from dcnn_dd.train import distributed
 
 
 def main(run_dir: str, coordinator: str, process_id: int) -> None:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=2, process_id=process_id)
+    distributed.initialize(coordinator, 2, process_id)  # gloo CPU collectives, then jax.distributed
     from dcnn_dd import sharding
     from dcnn_dd.train import run_algorithm1 as run
     from experiments import quickstart

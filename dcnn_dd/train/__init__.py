@@ -29,7 +29,7 @@ models, grid, the checked plan) -> the step builders of :mod:`.steps` -> a list 
                        run-directory lock
 ``timing``             seconds per step and memory of one configuration (Tables 3.2, 3.4)
 ``plots``              accuracy curves (Fig. 3.2 style) and phase-time bars (Fig. 3.1 style)
-``distributed``        ``jax.distributed.initialize`` from command-line flags (loopback, Slurm)
+``distributed``        ``initialize``: join a multi-process run (Slurm, or a coordinator); CLI flags
 =====================  =====================================================================
 
 Meshes, ``kmap`` and the strategies live one floor down in :mod:`dcnn_dd.sharding`, pytree
@@ -37,6 +37,7 @@ helpers in :mod:`dcnn_dd.tree`, the theorem checks in :mod:`dcnn_dd.theorems`.
 """
 
 from dcnn_dd.models.registry import build_model, register_model
+from dcnn_dd.train import distributed  # noqa: F401  (dcnn_dd.train.distributed.initialize)
 from dcnn_dd.train.checkpoint import CheckpointError, ConfigMismatchError, RunDir, RunDirInUseError
 from dcnn_dd.train.config import Config, build_grid
 from dcnn_dd.train.loop import Interrupted, NonFiniteLossError, Phase, TrainData, run_phase
