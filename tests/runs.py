@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,21 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None:
 def checkpoints(run_dir, phase: str) -> list[int]:
     d = Path(run_dir) / "ckpt" / phase
     return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def cut_in_last_snet_epoch(run_dir, dest, ignore=None) -> list[int]:
+    """A copy of the finished Algorithm-1 run ``run_dir`` at ``dest`` as a run killed during the
+    SNets' last epoch leaves it: their last checkpoint, GNet-T's checkpoints and the files written
+    after the SNets (``compose.json``, ``summary.json``) removed.  Returns the SNets' checkpoint
+    steps of the finished run (a resume must write the last one again).  ``ignore``: as for
+    ``shutil.copytree``."""
+    shutil.copytree(run_dir, dest, ignore=ignore)
+    steps = checkpoints(dest, "snets")
+    shutil.rmtree(Path(dest) / "ckpt" / "snets" / str(steps[-1]))
+    shutil.rmtree(Path(dest) / "ckpt" / "gnet_t")
+    for f in ("compose.json", "summary.json"):
+        (Path(dest) / f).unlink()
+    return steps
 
 
 def final_params(run_dir, phase: str) -> dict:

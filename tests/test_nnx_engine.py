@@ -214,17 +214,12 @@ def test_interrupted_run_resumes_bitwise(nnx_run, tmp_path):
     """The run cut after the sub-networks' first epoch (the later checkpoints and files removed, as
     a kill leaves it) resumes there and ends with the same parameters, bitwise."""
     from dcnn_dd.train import run_algorithm1
-    from tests.runs import checkpoints
+    from tests.runs import checkpoints, cut_in_last_snet_epoch
 
     config, run_dir, s = nnx_run
     cut = tmp_path / "cut"
-    shutil.copytree(run_dir, cut, ignore=shutil.ignore_patterns("cnn_dnn"))
-    steps = checkpoints(cut, "snets")
+    steps = cut_in_last_snet_epoch(run_dir, cut, ignore=shutil.ignore_patterns("cnn_dnn"))
     assert len(steps) == 2
-    shutil.rmtree(cut / "ckpt" / "snets" / str(steps[-1]))
-    shutil.rmtree(cut / "ckpt" / "gnet_t")
-    for f in ("compose.json", "summary.json"):
-        (cut / f).unlink()
     assert checkpoints(cut, "snets") == steps[:1]
     again = run_algorithm1(config, cut, **QUIET).summary
     assert checkpoints(cut, "snets") == steps and checkpoints(cut, "gnet_t")  # trained again from the cut

@@ -12,7 +12,6 @@ batches) and the unit checks run few programs: the time is compilation."""
 import dataclasses
 import json
 import math
-import shutil
 import signal
 from typing import ClassVar
 
@@ -128,16 +127,11 @@ def test_run_interrupted_mid_epoch_resumes_bitwise(run, tmp_path, monkeypatch):
     ends with every phase's parameters bitwise equal to the uninterrupted run's."""
     from dcnn_dd.data import pipeline
     from dcnn_dd.train import Interrupted, run_algorithm1
-    from tests.runs import checkpoints, final_params
+    from tests.runs import checkpoints, cut_in_last_snet_epoch, final_params
 
     config, run_dir, s = run
     cut = tmp_path / "cut"
-    shutil.copytree(run_dir, cut)
-    steps = checkpoints(cut, "snets")
-    shutil.rmtree(cut / "ckpt" / "snets" / str(steps[-1]))
-    shutil.rmtree(cut / "ckpt" / "gnet_t")
-    for f in ("compose.json", "summary.json"):
-        (cut / f).unlink()
+    steps = cut_in_last_snet_epoch(run_dir, cut)
     batches, fired = pipeline.batches, []
 
     def interrupting(*a, **kw):  # Ctrl-C while the third batch of the SNets' second epoch trains

@@ -11,7 +11,6 @@ task complete it."""
 import dataclasses
 import json
 import math
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -188,16 +187,11 @@ def test_regression_composes_to_the_mean_and_val_loss_drives_the_run(regression_
 
 def test_regression_run_cut_after_the_first_snet_epoch_resumes_to_the_same_records(regression_run, tmp_path):
     from dcnn_dd.train import run_algorithm1
-    from tests.runs import checkpoints
+    from tests.runs import checkpoints, cut_in_last_snet_epoch
 
     config, setup, run_dir, s = regression_run
     cut = tmp_path / "cut"
-    shutil.copytree(run_dir, cut)
-    steps = checkpoints(cut, "snets")
-    shutil.rmtree(cut / "ckpt" / "snets" / str(steps[-1]))
-    shutil.rmtree(cut / "ckpt" / "gnet_t")
-    for f in ("compose.json", "summary.json"):
-        (cut / f).unlink()
+    steps = cut_in_last_snet_epoch(run_dir, cut)
     again = run_algorithm1(config, cut, setup=setup, **QUIET).summary
     assert checkpoints(cut, "snets") == steps
     assert _records(cut) == _records(run_dir)
