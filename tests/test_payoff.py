@@ -168,7 +168,8 @@ def test_tiny_preset_writes_the_protocol(tiny):
     assert by["exact", "adam-state"]["composed_acc"] == by["exact", "base"]["composed_acc"]
     assert by["resnet", "regional"]["snet_acc"] == by["resnet", "base"]["snet_acc"]
     assert data["gnet_r_lr_sweep"]["exact"]["chosen"] in data["gnet_r_lr_sweep"]["exact"]["final_acc"]
-    assert data["protocol"]["compilation"].startswith("counted on both sides")
+    assert data["protocol"] == "short"
+    assert data["rules"]["compilation"].startswith("counted on both sides")
 
 
 def test_tiny_preset_resumes_from_its_cache(tiny):

@@ -226,7 +226,10 @@ def run(args) -> dict:
     import jax
 
     from dcnn_dd.train.setup import build_setup
+    from experiments.payoff import converged
 
+    if args.preset in converged.PRESETS:
+        return converged.run(args)
     jax.config.update("jax_enable_compilation_cache", False)  # compilation is counted on both sides
     p = PRESETS[args.preset]
     seeds = list(range(p.first_seed, p.first_seed + (args.seeds if args.seeds else p.seeds)))
@@ -360,7 +363,8 @@ def run(args) -> dict:
 
     results = {"cases": cases, "targets": targets, "gnet_r_lr_sweep": sweeps, "seeds": seeds,
                "strategy_check": checks,
-               "protocol": {"clock": "one wall clock per pipeline, started before anything of it runs",
+               "protocol": "short",
+               "rules": {"clock": "one wall clock per pipeline, started before anything of it runs",
                             "evaluation": "counted on both sides (after every epoch)",
                             "compilation": "counted on both sides (no shared compiled function, no persistent cache)",
                             "excluded": "data loading (once, before everything); the eager (op-by-op) "
@@ -405,7 +409,9 @@ def log(msg: str) -> None:
 def main(argv=None) -> dict:
     import experiments.payoff as pkg
 
-    return cli.main("payoff", pkg.__doc__, run, argv, extra_args=_args, presets=tuple(PRESETS),
+    from experiments.payoff import converged
+
+    return cli.main("payoff", pkg.__doc__, run, argv, extra_args=_args, presets=(*PRESETS, *converged.PRESETS),
                     default_preset="cpu-smoke")
 
 

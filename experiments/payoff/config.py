@@ -21,8 +21,11 @@ class Variant:
     K: int = 4  # noqa: N815
     snet_epochs: int | None = None  # None: the preset's default budget
     pooling: str = "global"
+    schedule_json: object = None  # a whole schedule (experiments.payoff.converged); overrides lr and warmup
 
     def schedule(self):
+        if self.schedule_json is not None:
+            return self.schedule_json
         return {"base": self.lr / 10, "milestones": [[1, 10.0]]} if self.warmup else self.lr
 
 

@@ -32,3 +32,42 @@ def figure(cases, path: Path) -> str:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, path)
+
+
+def converged_figure(cases, epochs: dict, path: Path) -> str:
+    """The converged protocol, per network (a row): validation accuracy against global epochs
+    (GNet-T's drawn from the SNets' epochs on: equal epochs in all, as the paper counts them) and
+    against each pipeline's wall time; GNet-R black, each GNet-T variant a colour, every seed."""
+    plt = pyplot()
+    nets = list(dict.fromkeys(c["network"] for c in cases))
+    fig, axes = plt.subplots(len(nets), 2, figsize=(13, 4.5 * len(nets)), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, net in zip(axes, nets):
+        mine = [c for c in cases if c["network"] == net]
+        lo = []
+        for s, cur in mine[0]["curves"]["gnet_r"].items():
+            first = s == str(mine[0]["seeds"][0])
+            row[0].plot(range(1, len(cur["acc"]) + 1), cur["acc"], "k-", marker=".", alpha=0.7,
+                        label="GNet-R" if first else None)
+            row[1].plot(cur["t"], cur["acc"], "k-", marker=".", alpha=0.7, label="GNet-R" if first else None)
+            lo.append(cur["acc"][len(cur["acc"]) // 5])
+        for color, c in zip(colors, mine):
+            for s, cur in c["curves"]["gnet_t"].items():
+                label = f"GNet-T {c['variant']}" if s == str(c["seeds"][0]) else None
+                start = c["epochs"]["snets"]  # the composed start, after the SNets' epochs
+                row[0].plot(range(start, start + len(cur["acc"])), cur["acc"], "-", color=color, marker=".",
+                            alpha=0.8, label=label)
+                row[1].plot(cur["t"], cur["acc"], "-", color=color, marker=".", alpha=0.8, label=label)
+                lo.append(cur["acc"][0])
+        floor = max(0.0, min(lo) - 0.02)
+        for ax in row:
+            ax.set_ylim(floor, None)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="lower right")
+        E = mine[0]["E"]  # noqa: N806
+        row[0].set(title=f"{net}: validation accuracy against global epochs (E = {E}; GNet-T after "
+                   f"{epochs['snets']} SNet epochs)", xlabel="epochs (SNets' + GNet-T's, or GNet-R's)",
+                   ylabel="validation accuracy")
+        row[1].set(title=f"{net}: against each pipeline's wall time", xlabel="pipeline wall time [s] (compilation "
+                   "and evaluation counted; GNet-T's includes the SNets')", ylabel="validation accuracy")
+    return save_figure(fig, path)
