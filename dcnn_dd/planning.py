@@ -104,6 +104,21 @@ def check_shapes(grid: Grid | None, K: int | None, input_shape, sub_input_shape=
 
 
 
+def float32_twin(module):
+    """A Linen module with a compute ``dtype`` field (the zoo's, ``PlainCNN``, a user's) at float32:
+    the plan is derived and checked in float32 whatever the compute dtype (bfloat16 rounding would
+    read as a composition error), and it holds for the bfloat16 network too, whose parameters are
+    the same float32 tree.  Any other module is returned as it is."""
+    import flax.linen as nn
+
+    if isinstance(module, nn.Module) and dataclasses.is_dataclass(module) and "dtype" in {
+            f.name for f in dataclasses.fields(module)}:
+        dt = getattr(module, "dtype", None)
+        if dt is not None and jnp.dtype(dt) != jnp.float32:
+            return module.clone(dtype=jnp.float32)
+    return module
+
+
 def plan_for(
     global_model,
     sub_model,
@@ -133,7 +148,7 @@ def plan_for(
     BatchNorm in training mode) gets a ``UserWarning`` with the measured deviation, or a
     ``ValueError`` with ``exact=True``.  The report is ``plan.verification``."""
     K, input_shape, sub_input_shape = check_shapes(grid, K, input_shape, sub_input_shape)  # noqa: N806
-    global_model, sub_model = as_modules(global_model, sub_model)
+    global_model, sub_model = as_modules(float32_twin(global_model), float32_twin(sub_model))
     init_kwargs = dict(init_kwargs or {})
     key = jax.random.PRNGKey(0)
     x_g = jax.ShapeDtypeStruct(input_shape, jnp.float32)

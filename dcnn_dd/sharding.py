@@ -6,7 +6,8 @@ Meshes and arrays - one code path for 1 device, N devices and N processes:
   replicated, and ``jax.jit`` (the modern pjit) inserts the all-reduces.  BatchNorm's batch mean
   is a mean over the *global* batch, so its statistics agree across devices.
 * ``subnet`` mesh (the sub-network phase with ``strategy='shard_map'``): stacked sub-network
-  states are sharded on their leading K axis.
+  states are sharded on their leading K axis; with as many devices as 2K or more, a (``subnet``,
+  ``data``) mesh also splits each sub-network's batch over the devices of its row.
 
 Host values become global arrays through ``jax.make_array_from_callback`` (:func:`put_global`):
 each process only materialises the shards of its own devices, which is what multi-process runs
@@ -24,7 +25,8 @@ A *strategy* turns a function of one sub-network into a function of the K stacke
 * ``shard_map``   - ``jax.shard_map`` over a ``subnet`` mesh axis: device d runs ceil(K/D)
   sub-networks with the ``inner`` strategy.  When D does not divide K the stack is padded with
   copies of the last sub-network whose results are dropped, so the critical path is still
-  ceil(K/D) sub-networks.
+  ceil(K/D) sub-networks.  On a (``subnet``, ``data``) mesh (:func:`subnet_mesh`, D >= 2K) each
+  sub-network runs on a row of D/K devices, its batch split over them.
 * ``auto``        - :func:`choose` measures the candidates on the current backend and picks the
   fastest (the best strategy differs per backend: measure, do not guess).
 
@@ -60,11 +62,36 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
     return line_mesh("data", num_devices)
 
 
-def subnet_mesh(K: int, num_devices: int | None = None) -> Mesh:  # noqa: N803
-    """A ``subnet`` mesh of ``min(K, devices)`` devices (more devices than sub-networks would idle)."""
+SUBNET_LAYOUTS = ("auto", "subnet", "subnet_data")
+
+
+def subnet_mesh(K: int, num_devices: int | None = None, layout: str = "auto") -> Mesh:  # noqa: N803
+    """The sub-network phase's mesh over D devices (``num_devices``, default all):
+
+    * ``subnet`` - a 1-D ``subnet`` mesh of ``min(K, D)`` devices (with D > K the others idle);
+    * ``subnet_data`` - a (``subnet``, ``data``) mesh of K x D/K devices (K must divide D, D >= 2K):
+      sub-network k on row k, its batch split over the row's D/K devices (data parallel, the
+      gradient all-reduced over ``data``);
+    * ``auto`` - ``subnet_data`` where it applies (D >= 2K, K dividing D), else ``subnet``."""
     devices = jax.devices()
-    n = min(K, len(devices) if num_devices is None else num_devices)
-    return Mesh(np.array(devices[:n]), ("subnet",))
+    d = len(devices) if num_devices is None else num_devices
+    if not 1 <= d <= len(devices):
+        raise ValueError(f"num_devices={d}: this run has {len(devices)} device(s)")
+    if layout not in SUBNET_LAYOUTS:
+        raise ValueError(f"subnet_layout={layout!r}: choose one of {list(SUBNET_LAYOUTS)}")
+    two_axes = d >= 2 * K and d % K == 0
+    if layout == "subnet_data" and not two_axes:
+        raise ValueError(f"subnet_layout='subnet_data' needs the device count to be a multiple of K, at least 2K: "
+                         f"{d} device(s), K={K} (use 'subnet' or 'auto')")
+    if layout != "subnet" and two_axes:
+        return Mesh(np.array(devices[:d]).reshape(K, d // K), ("subnet", "data"))
+    return Mesh(np.array(devices[:min(K, d)]), ("subnet",))
+
+
+def data_parallel_within(mesh: Mesh | None) -> int:
+    """How many devices each sub-network's batch is split over (the ``data`` axis of a sub-network
+    mesh; 1 without one)."""
+    return 1 if mesh is None or "data" not in mesh.axis_names else mesh.shape["data"]
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -142,7 +169,11 @@ def kmap(
         Kp = -(-K // D) * D  # noqa: N806
         local = kmap(fn, inner, K=Kp // D, in_axes=in_axes)
         specs = tuple(P("subnet") if ax == 0 else P() for ax in in_axes)
-        mapped = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("subnet"), check_vma=False)
+        # with a `data` axis only `subnet` is manual: XLA splits each sub-network's batch over `data` (from the
+        # arguments' shardings) and inserts the all-reduces of a data-parallel step itself
+        manual = {"subnet"} if len(mesh.axis_names) > 1 else set(mesh.axis_names)
+        mapped = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("subnet"), axis_names=manual,
+                               check_vma=False)
 
         def run(*args):
             padded = [pad(a, Kp) if ax == 0 else a for a, ax in zip(args, in_axes)]

@@ -114,14 +114,14 @@ def _coherent_and_two_stage(name, init, snets, dnn, strategy):
     from dcnn_dd.cnn_dnn import train
     from dcnn_dd import sharding
     from dcnn_dd.train.setup import build_setup
-    from dcnn_dd.train.steps import Steps, data_parallel_eval_step, evaluate, subnet_batch_sharding
+    from dcnn_dd.train.steps import Steps, data_parallel_eval_step, evaluate, subnet_sharding
 
     case = next(c for c in cnn_dnn.tiny().cases if c.name == name)
     setup = build_setup(case.config)
     coh_eval = data_parallel_eval_step(train.coherent_model(setup, case.cnn_dnn), setup.data_mesh, setup.prep)
     coh = evaluate(coh_eval, sharding.put_global(init, sharding.replicated(setup.data_mesh)), setup.test_source,
                    setup.eval_batch, sharding.batch_sharding(setup.data_mesh), with_logits=True)
-    sub_rep = subnet_batch_sharding(setup, strategy)
+    sub_rep = subnet_sharding(setup, strategy)
     te = Steps(setup).subnet_evaluator(strategy, with_logits=True)(sharding.put_global(snets, sub_rep))
     feats = train.FeatureSource(np.swapaxes(train.softmax(te["logits"]), 0, 1), te["labels"],
                                 setup.train_source.num_classes, "test probs")

@@ -49,7 +49,7 @@ from dcnn_dd.train.setup import Setup, build_setup
 from dcnn_dd.train.state import create_state, phase_rng, top_k_correct
 from dcnn_dd.train.steps import (
     Steps, data_parallel_eval_step, data_parallel_train_step, epoch_metrics, evaluate, global_state, global_train_step,
-    subnet_batch_sharding, with_rng,
+    subnet_batch_sharding, subnet_sharding, with_rng,
 )
 from dcnn_dd.tree import init_variables
 
@@ -181,7 +181,7 @@ def cnn_dnn_phases(setup: Setup, cfg: CNNDNNConfig, local_vars, strategy: str, r
 
     def features(results):  # the frozen local CNNs' outputs on the training and test sets
         t0 = time.perf_counter()
-        on_dev = sharding.put_global(local_vars, subnet_batch_sharding(setup, strategy))
+        on_dev = sharding.put_global(local_vars, subnet_sharding(setup, strategy))
         tr = steps.subnet_evaluator(strategy, with_logits=True, source=setup.train_source)(on_dev)
         te = steps.subnet_evaluator(strategy, with_logits=True)(on_dev)
         seconds = time.perf_counter() - t0  # the two evaluations (the probabilities below are not timed)

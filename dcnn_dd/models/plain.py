@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -62,6 +63,7 @@ class PlainCNN(nn.Module):
     batchnorm: bool = False
     pooling: str = "global"  # head="gap": "global" or "regional" (see dcnn_dd.models.pooling)
     pool_regions: tuple | None = None
+    dtype: Any = None  # the compute dtype (e.g. jnp.bfloat16; None: float32); parameters stay float32
 
     def subnet(self, K: int) -> PlainCNN:  # noqa: N803
         return dataclasses.replace(
@@ -105,16 +107,16 @@ class PlainCNN(nn.Module):
         for i, f in enumerate(self.features):
             if self.residual and i % 2 == 0:
                 shortcut = x
-            x = nn.Conv(f, k, padding=self.padding, name=f"Conv_{i}")(x)
+            x = nn.Conv(f, k, padding=self.padding, dtype=self.dtype, name=f"Conv_{i}")(x)
             if self.batchnorm:
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"BatchNorm_{i}")(x)
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=f"BatchNorm_{i}")(x)
             if self.residual and i % 2 == 1:
                 # (2.25)-(2.26): the shortcut is cropped to the valid output; projected if widths differ
                 crops = [(shortcut.shape[1 + a] - x.shape[1 + a]) // 2 for a in range(self.ndim)]
                 sl = (slice(None),) + tuple(slice(c, c + x.shape[1 + a]) for a, c in enumerate(crops)) + (slice(None),)
                 s = shortcut[sl]
                 if i == 1 or self.features[i - 2] != f:  # structural, so global and sub-networks agree
-                    s = nn.Conv(f, (1,) * self.ndim, use_bias=False, name=f"Proj_{i}")(s)
+                    s = nn.Conv(f, (1,) * self.ndim, use_bias=False, dtype=self.dtype, name=f"Proj_{i}")(s)
                 x = x + s
             x = nn.relu(x)
             self.sow("intermediates", f"layer{n}", x)
@@ -131,9 +133,9 @@ class PlainCNN(nn.Module):
         else:
             raise ValueError(f"head={self.head!r}: choose 'flatten' or 'gap'")
         for j, f in enumerate(self.fc):
-            x = nn.relu(nn.Dense(f, name=f"Dense_{j}")(x))
+            x = nn.relu(nn.Dense(f, dtype=self.dtype, name=f"Dense_{j}")(x))
             self.sow("intermediates", f"fc{j}", x)
-        return nn.Dense(self.num_classes, name="Head")(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="Head")(x)
 
 
 class MLP(nn.Module):

@@ -46,15 +46,30 @@ def register_model(name: str, factory) -> None:
     MODELS[name] = factory
 
 
-def build_model(spec: dict, num_classes: int):
+def build_model(spec: dict, num_classes: int, dtype=None):
     """``{"name": "plain", "features": [32, 32, 64, 64], ...}`` -> the Flax module (a model of the
     zoo or one registered with :func:`register_model`; for an NNX class the engine's
-    :class:`~dcnn_dd.nnx_engine.NNXNet`)."""
+    :class:`~dcnn_dd.nnx_engine.NNXNet`).  ``dtype``: the compute dtype (``Config.dtype``, e.g.
+    ``"bfloat16"``; None or ``"float32"``: the model's own default), passed as ``dtype=`` to a
+    factory that takes one (every model of the zoo does); a factory that takes none is a one-line
+    error for any other dtype than float32."""
     spec = dict(spec)
     name = spec.pop("name", None)
     if name not in MODELS:
         raise ValueError(f"model name {name!r}: choose one of {sorted(MODELS)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    if dtype is not None and str(dtype) != "float32":
+        if "dtype" in kwargs:
+            raise ValueError(f"model {name!r}: dtype is given twice, in the model spec ({kwargs['dtype']!r}) and as the "
+                             f"configuration's compute dtype ({dtype!r}): set Config.dtype only")
+        if not takes_argument(MODELS[name], "dtype"):
+            raise ValueError(f"model {name!r}: Config(dtype={str(dtype)!r}) needs a model factory with a dtype argument "
+                             "(the compute dtype its layers get, e.g. nn.Conv(..., dtype=self.dtype)); "
+                             f"{getattr(MODELS[name], '__name__', MODELS[name])!s} takes none: add one, or use "
+                             "dtype='float32'")
+        import jax.numpy as jnp
+
+        kwargs["dtype"] = jnp.dtype(str(dtype)).type
     from dcnn_dd.nnx_engine import NNXNet, is_nnx_factory
 
     if is_nnx_factory(MODELS[name]):  # built for its input shape when the engine initialises it
@@ -74,10 +89,16 @@ def build_model(spec: dict, num_classes: int):
 def takes_num_classes(factory) -> bool:
     """Whether ``factory`` takes a ``num_classes`` argument (or any keyword): the engine passes the
     dataset's number of classes only to one that does."""
+    return takes_argument(factory, "num_classes", unknown=True)
+
+
+def takes_argument(factory, name: str, unknown: bool = False) -> bool:
+    """Whether ``factory`` takes the keyword argument ``name`` (or any keyword); ``unknown`` where
+    its signature cannot be read."""
     import inspect
 
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
-        return True
-    return "num_classes" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        return unknown
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

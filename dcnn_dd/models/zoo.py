@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -45,8 +46,8 @@ __all__ = [
 divide = divide_widths  # one rule for (2.7)-(2.8) widths, shared with models.plain
 
 
-def _bn(train: bool, name: str) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+def _bn(train: bool, name: str, dtype=None) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
 
 
 # --------------------------------------------------------------------------------------- VGG16
@@ -65,6 +66,7 @@ class VGG16(nn.Module):
     fc: Sequence[int] = (4096, 4096)
     num_classes: int = 1000
     convs_per_stage: Sequence[int] = (2, 2, 3, 3, 3)
+    dtype: Any = None  # the compute dtype (e.g. jnp.bfloat16; None: float32); parameters stay float32
 
     def subnet(self, K: int) -> VGG16:  # noqa: N803
         return dataclasses.replace(self, widths=divide(self.widths, K, "widths"), fc=divide(self.fc, K, "fc"))
@@ -75,12 +77,12 @@ class VGG16(nn.Module):
             raise ValueError(f"widths {tuple(self.widths)} and convs_per_stage {tuple(self.convs_per_stage)} differ in length")
         for s, (w, n) in enumerate(zip(self.widths, self.convs_per_stage), start=1):
             for i in range(1, n + 1):
-                x = nn.relu(nn.Conv(w, (3, 3), padding="SAME", name=f"conv{s}_{i}")(x))
+                x = nn.relu(nn.Conv(w, (3, 3), padding="SAME", dtype=self.dtype, name=f"conv{s}_{i}")(x))
             x = nn.max_pool(x, (2, 2), (2, 2), padding="VALID")
         x = x.reshape((x.shape[0], -1))
         for j, f in enumerate(self.fc, start=1):
-            x = nn.relu(nn.Dense(f, name=f"fc{j}")(x))
-        return nn.Dense(self.num_classes, name="classifier")(x)
+            x = nn.relu(nn.Dense(f, dtype=self.dtype, name=f"fc{j}")(x))
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
 
 
 # ------------------------------------------------------------------------------ CIFAR ResNets
@@ -91,18 +93,19 @@ class BasicBlock(nn.Module):
     stride: int = 1
     shortcut: str = "projection"  # or "A" (subsample + zero-pad channels)
     conv_bias: bool = True
+    dtype: Any = None  # the compute dtype (e.g. jnp.bfloat16; None: float32); parameters stay float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         s = self.stride
-        y = nn.Conv(self.features, (3, 3), (s, s), padding=((1, 1), (1, 1)), use_bias=self.conv_bias, name="conv1")(x)
-        y = nn.relu(_bn(train, "bn1")(y))
-        y = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=self.conv_bias, name="conv2")(y)
-        y = _bn(train, "bn2")(y)
+        y = nn.Conv(self.features, (3, 3), (s, s), padding=((1, 1), (1, 1)), use_bias=self.conv_bias, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(_bn(train, "bn1", self.dtype)(y))
+        y = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=self.conv_bias, dtype=self.dtype, name="conv2")(y)
+        y = _bn(train, "bn2", self.dtype)(y)
         if s != 1 or x.shape[-1] != self.features:
             if self.shortcut == "projection":
-                x = nn.Conv(self.features, (1, 1), (s, s), padding="VALID", use_bias=self.conv_bias, name="proj_conv")(x)
-                x = _bn(train, "proj_bn")(x)
+                x = nn.Conv(self.features, (1, 1), (s, s), padding="VALID", use_bias=self.conv_bias, dtype=self.dtype, name="proj_conv")(x)
+                x = _bn(train, "proj_bn", self.dtype)(x)
             elif self.shortcut == "A":
                 x = x[:, ::s, ::s, :]
                 extra = self.features - x.shape[-1]
@@ -142,6 +145,7 @@ class CifarResNet(nn.Module):
     conv_bias: bool = True
     pooling: str = "global"  # or "regional" (see dcnn_dd.models.pooling)
     pool_regions: tuple | None = None
+    dtype: Any = None  # the compute dtype (e.g. jnp.bfloat16; None: float32); parameters stay float32
 
     def subnet(self, K: int) -> CifarResNet:  # noqa: N803
         return dataclasses.replace(self, widths=divide(self.widths, K, "widths"), pooling="global", pool_regions=None)
@@ -155,15 +159,15 @@ class CifarResNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         n = self.n
-        x = nn.Conv(self.widths[0], (3, 3), padding=((1, 1), (1, 1)), use_bias=self.conv_bias, name="conv0")(x)
-        x = nn.relu(_bn(train, "bn0")(x))
+        x = nn.Conv(self.widths[0], (3, 3), padding=((1, 1), (1, 1)), use_bias=self.conv_bias, dtype=self.dtype, name="conv0")(x)
+        x = nn.relu(_bn(train, "bn0", self.dtype)(x))
         for s, w in enumerate(self.widths, start=1):
             for b in range(n):
                 stride = 2 if (s > 1 and b == 0) else 1
-                x = BasicBlock(w, stride, self.shortcut, self.conv_bias, name=f"stage{s}_block{b}")(x, train)
+                x = BasicBlock(w, stride, self.shortcut, self.conv_bias, self.dtype, name=f"stage{s}_block{b}")(x, train)
         self.sow("intermediates", POOL_INPUT, x)
         x = average_pool(x, self.pooling, self.pool_regions)
-        return nn.Dense(self.num_classes, name="classifier")(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
 
 
 # ---------------------------------------------------------------------- ImageNet (bottleneck) ResNets
@@ -180,6 +184,7 @@ class Bottleneck(nn.Module):
     expansion: int = 4
     conv_bias: bool = False
     stride_on: str = "1x1"
+    dtype: Any = None  # the compute dtype (e.g. jnp.bfloat16; None: float32); parameters stay float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -188,15 +193,15 @@ class Bottleneck(nn.Module):
             raise ValueError(f"stride_on={self.stride_on!r}: choose '1x1' or '3x3'")
         s1, s3 = ((s, s), (1, 1)) if self.stride_on == "1x1" else ((1, 1), (s, s))
         out = self.features * self.expansion
-        y = nn.Conv(self.features, (1, 1), s1, padding="VALID", use_bias=self.conv_bias, name="conv1")(x)
-        y = nn.relu(_bn(train, "bn1")(y))
-        y = nn.Conv(self.features, (3, 3), s3, padding=((1, 1), (1, 1)), use_bias=self.conv_bias, name="conv2")(y)
-        y = nn.relu(_bn(train, "bn2")(y))
-        y = nn.Conv(out, (1, 1), padding="VALID", use_bias=self.conv_bias, name="conv3")(y)
-        y = _bn(train, "bn3")(y)
+        y = nn.Conv(self.features, (1, 1), s1, padding="VALID", use_bias=self.conv_bias, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(_bn(train, "bn1", self.dtype)(y))
+        y = nn.Conv(self.features, (3, 3), s3, padding=((1, 1), (1, 1)), use_bias=self.conv_bias, dtype=self.dtype, name="conv2")(y)
+        y = nn.relu(_bn(train, "bn2", self.dtype)(y))
+        y = nn.Conv(out, (1, 1), padding="VALID", use_bias=self.conv_bias, dtype=self.dtype, name="conv3")(y)
+        y = _bn(train, "bn3", self.dtype)(y)
         if s != 1 or x.shape[-1] != out:
-            x = nn.Conv(out, (1, 1), (s, s), padding="VALID", use_bias=self.conv_bias, name="proj_conv")(x)
-            x = _bn(train, "proj_bn")(x)
+            x = nn.Conv(out, (1, 1), (s, s), padding="VALID", use_bias=self.conv_bias, dtype=self.dtype, name="proj_conv")(x)
+            x = _bn(train, "proj_bn", self.dtype)(x)
         return nn.relu(x + y)
 
 
@@ -226,6 +231,7 @@ class BottleneckResNet(nn.Module):
     stride_on: str = "1x1"
     pooling: str = "global"  # or "regional" (see dcnn_dd.models.pooling)
     pool_regions: tuple | None = None
+    dtype: Any = None  # the compute dtype (e.g. jnp.bfloat16; None: float32); parameters stay float32
 
     def subnet(self, K: int) -> BottleneckResNet:  # noqa: N803
         return dataclasses.replace(
@@ -241,18 +247,19 @@ class BottleneckResNet(nn.Module):
     def __call__(self, x, train: bool = False):
         if len(self.stage_sizes) != len(self.widths):
             raise ValueError(f"stage_sizes {tuple(self.stage_sizes)} and widths {tuple(self.widths)} differ in length")
-        x = nn.Conv(self.stem_width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=self.conv_bias, name="conv1")(x)
-        x = nn.relu(_bn(train, "bn1")(x))
+        x = nn.Conv(self.stem_width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=self.conv_bias, dtype=self.dtype, name="conv1")(x)
+        x = nn.relu(_bn(train, "bn1", self.dtype)(x))
         x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         for s, (n, w) in enumerate(zip(self.stage_sizes, self.widths), start=1):
             for b in range(n):
                 stride = 2 if (s > 1 and b == 0) else 1
-                x = Bottleneck(w, stride, self.expansion, self.conv_bias, self.stride_on, name=f"stage{s}_block{b}")(x, train)
+                x = Bottleneck(w, stride, self.expansion, self.conv_bias, self.stride_on, self.dtype,
+                               name=f"stage{s}_block{b}")(x, train)
         self.sow("intermediates", POOL_INPUT, x)
         x = average_pool(x, self.pooling, self.pool_regions)
         if self.fc_hidden is not None:
-            x = nn.relu(nn.Dense(self.fc_hidden, name="fc_hidden")(x))
-        return nn.Dense(self.num_classes, name="classifier")(x)
+            x = nn.relu(nn.Dense(self.fc_hidden, dtype=self.dtype, name="fc_hidden")(x))
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
 
 
 def ResNet50(**kwargs) -> BottleneckResNet:  # noqa: N802
@@ -290,6 +297,7 @@ class DogsCatsCNN(nn.Module):
     num_classes: int = 2
     pool_every: int = 2
     batchnorm: bool = False
+    dtype: Any = None  # the compute dtype (e.g. jnp.bfloat16; None: float32); parameters stay float32
 
     def subnet(self, K: int) -> DogsCatsCNN:  # noqa: N803
         return dataclasses.replace(self, widths=divide(self.widths, K, "widths"))
@@ -311,15 +319,15 @@ class DogsCatsCNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         for i, w in enumerate(self.widths, start=1):
-            x = nn.Conv(w, (3, 3), padding="SAME", name=f"conv{i}")(x)
+            x = nn.Conv(w, (3, 3), padding="SAME", dtype=self.dtype, name=f"conv{i}")(x)
             if self.batchnorm:
-                x = _bn(train, f"bn{i}")(x)
+                x = _bn(train, f"bn{i}", self.dtype)(x)
             x = nn.relu(x)
             self.sow("intermediates", f"layer{i}", x)
             if i % self.pool_every == 0 and i < len(self.widths):
                 x = nn.max_pool(x, (2, 2), (2, 2), padding="VALID")
         x = x.mean(axis=(1, 2))
-        return nn.Dense(self.num_classes, name="fc")(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
     def feature_maps(self, variables, x, layers=(1, 3, 5)):
         """{i: feature map after conv i + ReLU} for the given 1-based layers, and the logits."""

@@ -49,7 +49,7 @@ from dcnn_dd.train.schedules import schedule_from_json
 from dcnn_dd.train.setup import Setup, build_setup
 from dcnn_dd.train.state import compose_opt_state, phase_rng
 from dcnn_dd.train.steps import (
-    Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_state, with_rng,
+    Steps, choose_strategy, epoch_metrics, global_state, subnet_batch_sharding, subnet_sharding, subnet_state, with_rng,
 )
 from dcnn_dd.train.tasks import get_task, monitor_of, reached
 from dcnn_dd.train.trained import Trained, check_network, write_preprocessing
@@ -177,7 +177,7 @@ def theorem_check(setup: Setup, steps: Steps, steps_t: Steps, results: dict) -> 
     labels with the sum head, Theorem 2.2 (else None).  GNet-T's evaluation before fine-tuning
     (with its own compiled step, ``steps_t``) is timed (``eval_s``) and charged to its pipeline."""
     strategy = results["strategy"]["strategy"]
-    trained = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
+    trained = sharding.put_global(results["snets"][0], subnet_sharding(setup, strategy))
     s_out = steps.subnet_evaluator(strategy, with_logits=True)(trained)
     gvars = sharding.put_global(results["composed"]["variables"], sharding.replicated(setup.data_mesh))
     t0 = time.perf_counter()
@@ -225,7 +225,7 @@ def final_test(setup: Setup, steps: Steps, phase: str, results: dict) -> dict:
     the test set (``setup.held_out``); otherwise its last validation is this."""
     if phase == "snets":
         strategy = results["strategy"]["strategy"]
-        variables = sharding.put_global(results["snets"][0], subnet_batch_sharding(setup, strategy))
+        variables = sharding.put_global(results["snets"][0], subnet_sharding(setup, strategy))
         evaluator = steps.subnet_evaluator(strategy, source=setup.test_source)
     else:
         variables = sharding.put_global(results[phase], sharding.replicated(setup.data_mesh))

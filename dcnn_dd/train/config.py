@@ -33,7 +33,15 @@ class Config:
     final one (for ``time_to_gnet_r_acc_s``); the paper's comparison uses ``gnet_t_epochs``.
     ``compose_opt_state``: GNet-T's optimiser state is the sub-networks' composed like their
     weights (beyond the paper; default: a fresh optimiser, as in the paper; the SNets and GNet-T
-    must then use the same optimiser).  Regional pooling for GAP networks is a model option:
+    must then use the same optimiser).  ``subnet_layout``: the devices of the sub-network phase
+    under ``strategy="shard_map"`` (:func:`dcnn_dd.sharding.subnet_mesh`): ``"subnet"``, one
+    sub-network per device (min(K, D) devices); ``"subnet_data"``, K rows of D/K devices, each
+    sub-network data-parallel over its row (K dividing D, D >= 2K); ``"auto"``, the second where it
+    applies.  ``dtype``: the compute dtype, ``"float32"`` (default) or
+    ``"bfloat16"`` (mixed precision: the layers compute in bfloat16; parameters, optimiser state,
+    loss and metrics stay float32; the plan is derived and checked on the float32 twin, so a
+    bfloat16 network composes exactly as its float32 one; the model's factory must take
+    ``dtype``, as every model of the zoo does).  Regional pooling for GAP networks is a model option:
     ``model={"name": "cifar_resnet", ..., "pooling": "regional"}`` (:mod:`dcnn_dd.models.pooling`).
     Validation is the test split, as in the paper (Section 3: "10k validation images"), unless
     ``val_fraction`` > 0: then that fraction of the (``train_size``-cut) training data, chosen by a
@@ -70,7 +78,9 @@ class Config:
     gnet_r_lr: object = 1e-3
     plateau_patience: int | None = 5  # None: no plateau rule
     compose_opt_state: bool = False  # GNet-T starts from the SNets' composed Adam moments (train.state.compose_opt_state)
+    dtype: str = "float32"  # the compute dtype: float32 | bfloat16 (parameters, optimiser state and loss stay float32)
     strategy: str = "auto"  # vmap | sequential | shard_map | auto
+    subnet_layout: str = "auto"  # shard_map's mesh: subnet (K devices at most) | subnet_data (K x D/K) | auto
     inner: str = "sequential"  # per-device strategy inside shard_map
     seed: int = 0
     # ---- the task (dcnn_dd.train.tasks): loss, metrics, composed head; the monitored validation metric
@@ -148,6 +158,7 @@ def build_grid(spec: dict, image_shape) -> Grid:
 
 # ---------------------------------------------------------------------------- validation
 AUGMENT_NAMES = ("none", "cifar", "food101", "fashion")
+DTYPES = ("float32", "bfloat16")  # Config.dtype: the compute dtype (mixed precision: float32 parameters)
 GRID_KEYS = {"paper": {"paper"}, "origins": {"origins", "size"}, "parts": {"parts", "size", "overlap", "crop"}}
 
 
@@ -273,6 +284,10 @@ def validate(c: Config) -> None:
 
     if c.strategy not in (*STRATEGIES, "auto"):
         raise ValueError(f"strategy={c.strategy!r}: choose one of {list(STRATEGIES)} or 'auto'")
+    from dcnn_dd.sharding import SUBNET_LAYOUTS
+
+    if c.subnet_layout not in SUBNET_LAYOUTS:
+        raise ValueError(f"subnet_layout={c.subnet_layout!r}: choose one of {list(SUBNET_LAYOUTS)}")
     if c.inner not in ("vmap", "sequential"):
         raise ValueError(f"inner={c.inner!r}: choose 'vmap' or 'sequential'")
     if not isinstance(c.compose_opt_state, bool):
@@ -287,7 +302,10 @@ def validate(c: Config) -> None:
     get_task(c.task).monitored(c.monitor, c.monitor_mode)  # unknown task, metric or direction
     if not isinstance(c.model, dict) or not isinstance(c.model.get("name"), str):
         raise ValueError(f"model={c.model!r}: give a dict with a 'name', e.g. {{'name': 'plain'}}")
-    model = build_model(c.model, 2)  # unknown names and arguments (num_classes is the dataset's)
+    if c.dtype not in DTYPES:
+        raise ValueError(f"dtype={c.dtype!r}: choose one of {list(DTYPES)} (the compute dtype; parameters, optimiser "
+                         "state and loss stay float32)")
+    model = build_model(c.model, 2, c.dtype)  # unknown names and arguments (num_classes is the dataset's); a dtype
     try:
         model.subnet(c.K)
     except (ValueError, TypeError) as e:

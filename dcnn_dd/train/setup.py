@@ -42,7 +42,7 @@ class Setup:
     layer: :func:`~dcnn_dd.planning.plan_for`), derived in ``plan_s`` seconds (None for a setup
     built with ``plan=False``);
     ``data_mesh``: the global phases' data-parallel mesh; ``subnet_mesh``: the sub-network
-    phase's mesh for ``shard_map``; ``eval_batch``: the evaluation batch, a multiple of the data
+    phase's mesh for ``shard_map`` (``subnet``, or ``subnet`` x ``data``: ``Config.subnet_layout``); ``eval_batch``: the evaluation batch, a multiple of the data
     mesh's devices; ``mean``: the training set's channel mean (the input normalisation, with the
     training source's ``pixel_scale``).  ``val_source``: what the per-epoch evaluation (plateau rule,
     stopping rule, time-to-target) runs on: the very ``test_source`` unless a validation split was
@@ -171,7 +171,7 @@ def models_for(config: Config, image_shape, num_classes):
     as :func:`build_setup` builds them (and :func:`~dcnn_dd.train.trained.load_trained` again, from a
     run directory, without the data)."""
     c = config
-    model = build_model(c.model, num_classes)
+    model = build_model(c.model, num_classes, c.dtype)
     grid = build_grid(c.grid, image_shape)
     if grid.K != c.K:
         raise ValueError(f"the grid has {grid.K} sub-images, K={c.K}")
@@ -195,8 +195,9 @@ def build_setup(config: Config, *, train=None, test=None, val=None, data_path=No
     if c.augment not in aug.PRESETS:
         raise ValueError(f"augment={c.augment!r}: choose one of {sorted(aug.PRESETS)}")
     # ---- meshes (an invalid num_devices or batch size fails before the data is loaded)
-    data_mesh, subnet_mesh = sharding.data_mesh(num_devices), sharding.subnet_mesh(c.K, num_devices)
-    sharding.check_batch(c.batch_size, data_mesh)
+    data_mesh = sharding.data_mesh(num_devices)
+    subnet_mesh = sharding.subnet_mesh(c.K, num_devices, c.subnet_layout)
+    sharding.check_batch(c.batch_size, data_mesh)  # then also by the D/K devices of a sub-network mesh's row
     # ---- data
     train_source, val_source, test_source = load_data(c, train=train, test=test, val=val, data_path=data_path,
                                                       data_dir=data_dir)

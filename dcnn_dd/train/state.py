@@ -168,6 +168,12 @@ def compose_opt_state(plan, stacked_opt_state, params):
     return jax.tree_util.tree_map_with_path(one, stacked_opt_state, is_leaf=like)
 
 
+def as_float32(x):
+    """``x`` in float32 (a lower-precision network's outputs, for the loss and the metrics); a float32
+    array is returned as it is."""
+    return x if x.dtype == jnp.float32 else x.astype(jnp.float32)
+
+
 def train_step(model, tx, state: TrainState, x, labels, lr, rng=None, task: Task = CLASSIFICATION):
     """One optimiser step on a batch: the mean of ``task``'s per-sample loss (default: softmax
     cross-entropy with integer labels, :mod:`~dcnn_dd.train.tasks`), ``tx`` at learning rate ``lr``,
@@ -192,6 +198,7 @@ def train_step(model, tx, state: TrainState, x, labels, lr, rng=None, task: Task
             logits, new_ms = model.apply(variables, x, mutable=mutable, **kw)
         else:
             logits, new_ms = model.apply(variables, x, **kw), {}
+        logits = as_float32(logits)  # a bfloat16 network's outputs: the loss is computed in float32
         return task.loss(logits, labels).mean(), (logits, new_ms)
 
     (loss, (logits, new_ms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -213,7 +220,7 @@ def eval_step(model, variables, x, labels, mask, task: Task = CLASSIFICATION):
     """Sums over the unmasked samples (``mask``) of each of ``task``'s per-sample metrics, of its
     loss, and their ``count``: ``{<metric>: ..., 'loss', 'count'}`` (classification: ``acc``,
     ``top5``, ``loss``, ``count``); and the outputs (logits)."""
-    logits = model.apply(variables, x, **call_kwargs(model, False))
+    logits = as_float32(model.apply(variables, x, **call_kwargs(model, False)))
     m = mask.astype(jnp.float32)
     sums = {name: jnp.sum(fn(logits, labels) * m) for name, fn in task.metrics.items()}
     sums["loss"] = jnp.sum(task.loss(logits, labels) * m)

@@ -113,10 +113,20 @@ def stacked_sharding(K: int, strategy: str, mesh) -> jax.sharding.NamedSharding:
     else on one device (or replicated over all devices in a multi-process run, where every
     process must take part)."""
     if strategy == "shard_map":
-        if K % mesh.devices.size == 0:
+        if K % mesh.shape["subnet"] == 0:
             return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("subnet"))
         return sharding.replicated(mesh)
     return sharding.replicated(mesh if jax.process_count() > 1 else sharding.subnet_mesh(K, 1))
+
+
+def stacked_batch_sharding(K: int, strategy: str, mesh) -> jax.sharding.NamedSharding:  # noqa: N803
+    """The sub-network phase's batches (whole images, labels, ids): on a (``subnet``, ``data``) mesh
+    with shard_map, split over ``data`` (each row of devices holds the batch once, split over its
+    devices); otherwise replicated on the devices of the states."""
+    out = stacked_sharding(K, strategy, mesh)
+    if strategy == "shard_map" and sharding.data_parallel_within(out.mesh) > 1:
+        return jax.sharding.NamedSharding(out.mesh, jax.sharding.PartitionSpec("data"))
+    return sharding.replicated(out.mesh)
 
 
 def subnet_sharding(setup: Setup, strategy: str):
@@ -125,8 +135,8 @@ def subnet_sharding(setup: Setup, strategy: str):
 
 
 def subnet_batch_sharding(setup: Setup, strategy: str):
-    """The sub-network phase's batches: replicated on the devices of its states."""
-    return sharding.replicated(subnet_sharding(setup, strategy).mesh)
+    """The sub-network phase's batches (:func:`stacked_batch_sharding`)."""
+    return stacked_batch_sharding(setup.config.K, strategy, setup.subnet_mesh)
 
 
 def subnet_host_state(setup: Setup, stacked_variables):
@@ -137,6 +147,16 @@ def subnet_host_state(setup: Setup, stacked_variables):
 
 def subnet_state(setup: Setup, stacked_variables, strategy: str):
     return sharding.put_global(subnet_host_state(setup, stacked_variables), subnet_sharding(setup, strategy))
+
+
+def split_sub_images(K: int, strategy: str, mesh) -> Callable:  # noqa: N803
+    """The K stacked sub-image batches (K, B, ...) placed for the step: on a (``subnet``, ``data``)
+    mesh with shard_map, sub-network k's on row k with its batch split over ``data``; else as they are."""
+    out = stacked_sharding(K, strategy, mesh)
+    if strategy != "shard_map" or sharding.data_parallel_within(out.mesh) == 1:
+        return lambda xs: xs
+    spec = jax.sharding.PartitionSpec("subnet" if out.spec else None, "data")
+    return lambda xs: jax.lax.with_sharding_constraint(xs, jax.sharding.NamedSharding(out.mesh, spec))
 
 
 def stacked_train_step(sub, tx, grid, strategy: str, *, mesh, inner: str = "sequential", prep: Callable | None = None,
@@ -154,10 +174,11 @@ def stacked_train_step(sub, tx, grid, strategy: str, *, mesh, inner: str = "sequ
     one_rng = lambda st, x, lab, lr, key: train_step(sub, tx, st, x, lab, lr, key, task)  # noqa: E731
     mapped_rng = sharding.kmap(one_rng, strategy, K=K, in_axes=(0, 0, None, 0, 0), mesh=mesh, inner=inner)
     out = stacked_sharding(K, strategy, mesh)
+    split = split_sub_images(K, strategy, mesh)
 
     def step(state, images, labels, ids, epoch, lrs, rng=None):
         x = images if prep is None else prep(images, ids, epoch, True)
-        xs = decompose_input(x, grid)  # decomposed after augmentation
+        xs = split(decompose_input(x, grid))  # decomposed after augmentation
         if rng is None:
             return mapped(state, xs, labels, lrs)
         keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(jnp.arange(K))  # sub-network k's streams
@@ -171,10 +192,11 @@ def stacked_eval_step(sub, grid, strategy: str, *, mesh, inner: str = "sequentia
     """``(stacked variables, images, labels, ids, mask) -> (sums (K,), logits (K, B, C))``."""
     one = lambda v, x, lab, mask: eval_step(sub, v, x, lab, mask, task)  # noqa: E731
     mapped = sharding.kmap(one, strategy, K=grid.K, in_axes=(0, 0, None, None), mesh=mesh, inner=inner)
+    split = split_sub_images(grid.K, strategy, mesh)
 
     def raw(v, images, labels, ids, mask):
         x = images if prep is None else prep(images, ids, 0, False)
-        return mapped(v, decompose_input(x, grid), labels, mask)
+        return mapped(v, split(decompose_input(x, grid)), labels, mask)
 
     return jax.jit(raw, out_shardings=sharding.replicated(stacked_sharding(grid.K, strategy, mesh).mesh))
 

@@ -205,11 +205,11 @@ def summed_logits_check(setup, snap: dict, gvars) -> dict:
     """Outside every clock: the composed network against the sum of the sub-networks' logits on
     the test set (accuracy of the sum, max and mean |difference|)."""
     from dcnn_dd import sharding
-    from dcnn_dd.train.steps import Steps, subnet_batch_sharding
+    from dcnn_dd.train.steps import Steps, subnet_sharding
 
     strategy, steps = snap["strategy"], Steps(setup)
     s = steps.subnet_evaluator(strategy, with_logits=True)(
-        sharding.put_global(snap["variables"], subnet_batch_sharding(setup, strategy)))
+        sharding.put_global(snap["variables"], subnet_sharding(setup, strategy)))
     g = steps.global_evaluator(with_logits=True)(sharding.put_global(gvars, sharding.replicated(setup.data_mesh)))
     total = s["logits"].sum(0)
     diff = np.abs(g["logits"] - total)
@@ -361,7 +361,7 @@ def run(args) -> dict:
             notes.append(f"{net}: one seed ({seeds[0]}): a screen; single-seed differences of a few seconds are "
                          "within the seed-to-seed spread (docs/payoff.md)")
 
-    results = {"cases": cases, "targets": targets, "gnet_r_lr_sweep": sweeps, "seeds": seeds,
+    results = {"cases": cases, "entries": [], "targets": targets, "gnet_r_lr_sweep": sweeps, "seeds": seeds,
                "strategy_check": checks,
                "protocol": "short",
                "rules": {"clock": "one wall clock per pipeline, started before anything of it runs",
