@@ -84,8 +84,16 @@ def own_problem_blocks():
 
 
 def layer_parallel_block():
-    """The layer-parallel example: the one block on any page that imports dcnn_dd.layer_parallel."""
-    (block,) = [b for b in python_blocks() if "dcnn_dd.layer_parallel" in b[1]]
+    """The layer-parallel example: the one block on any page that imports dcnn_dd.layer_parallel and
+    uses no (layers, data) mesh."""
+    (block,) = [b for b in python_blocks() if "dcnn_dd.layer_parallel" in b[1] and "layers_data_mesh(" not in b[1]]
+    return block
+
+
+def layers_data_block():
+    """Layer- and data-parallel MGRIT (docs/layer_parallel.md): the one block on any page that calls
+    layers_data_mesh; tests/layer_parallel_mesh_checks.py runs it on 8 simulated devices."""
+    (block,) = [b for b in python_blocks() if "layers_data_mesh(" in b[1]]
     return block
 
 
@@ -98,10 +106,11 @@ def cnn_dnn_blocks():
 
 def executed_blocks():
     """Every block some test runs: test_readme.py, test_cnn_dnn.py, test_tasks.py, test_own_problem.py,
-    (the inference block) test_quickstart.py and (your own script) test_multihost.py run exactly these."""
+    (the inference block) test_quickstart.py, (your own script) test_multihost.py and (layers x data)
+    test_layer_parallel_mesh.py run exactly these."""
     return [functional_api_block(), nnx_api_block(), nnx_engine_block(), linen_engine_block(), engine_block(),
             tasks_block(), inference_block(), own_script_block(), *own_problem_blocks(),
-            layer_parallel_block(), *cnn_dnn_blocks()]
+            layer_parallel_block(), layers_data_block(), *cnn_dnn_blocks()]
 
 
 def run_stubbed(monkeypatch, module, name, page_block, result=None) -> list[tuple]:

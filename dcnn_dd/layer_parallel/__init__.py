@@ -8,26 +8,27 @@
 
 Files: ``model.py`` (ODE-ResNet, serial scan reference, regularisers), ``mgrit.py`` (FAS
 multilevel solver, relaxation, hierarchy, cost model), ``adjoint.py`` (backward MGRIT,
-parameter gradients, ``custom_vjp``), ``train.py`` (serial / exact / one-shot training steps, and ``fit``, the training loop),
-``data.py`` (the peaks problem).
+parameter gradients, ``custom_vjp``), ``train.py`` (serial / exact / one-shot training steps; ``fit``, the training loop;
+``place``: the batch over the ``data`` axis of a (``layers``, ``data``) mesh), ``data.py`` (the peaks problem).
 """
 
 from dcnn_dd.layer_parallel.adjoint import (
     apply_parallel, backward, final_state, forward, gradients, layer_states, param_grads,
 )
 from dcnn_dd.layer_parallel.mgrit import (
-    NonFiniteResidualError, SolveInfo, Solver, check_solve, conv_factor, critical_path, hierarchy, layers_mesh,
-    max_levels, residual_reduction, solve,
+    NonFiniteResidualError, SolveInfo, Solver, check_solve, conv_factor, critical_path, hierarchy, layers_data_mesh,
+    layers_mesh, max_levels, residual_reduction, solve,
 )
 from dcnn_dd.layer_parallel.model import ODEResNet, cross_entropy, tikhonov, time_derivative
 from dcnn_dd.layer_parallel.train import (
-    METHODS, LayerParallelState, Method, accuracy, convergence, fit, init_state, make_step,
+    METHODS, LayerParallelState, Method, accuracy, convergence, fit, init_state, make_step, place,
 )
 
 __all__ = [
     "METHODS", "LayerParallelState", "Method", "NonFiniteResidualError", "ODEResNet", "SolveInfo", "Solver",
     "accuracy", "apply_parallel", "backward", "check_solve", "conv_factor", "convergence", "critical_path",
     "cross_entropy", "final_state", "fit", "forward", "gradients", "hierarchy", "init_state", "layer_states",
-    "layers_mesh", "make_step", "max_levels", "param_grads", "residual_reduction", "solve", "tikhonov",
+    "layers_data_mesh", "layers_mesh", "make_step", "max_levels", "param_grads", "place", "residual_reduction",
+    "solve", "tikhonov",
     "time_derivative",
 ]

@@ -43,6 +43,7 @@ def forward(model, steps, u0, solver: Solver, u_warm=None):
     u_init = jnp.broadcast_to(u0, g.shape) if u_warm is None else u_warm
     if u_init.shape != g.shape:
         raise ValueError(f"warm-start states have shape {u_init.shape}, expected {g.shape} (N+1, *u0.shape)")
+    g, u_init = (mgrit.shard_batch(solver, a, 1) for a in (g, u_init))  # the batch over ``data``, if any
     return mgrit.solve(model.step, steps, model.h, g, u_init, solver)
 
 
@@ -59,6 +60,7 @@ def backward(model, steps, states, cotangents, solver: Solver, lam_warm=None):
 
     ``cotangents``: c_n for every state (N+1, ...).  ``lam_warm``: previous adjoint states."""
     m = solver.cfactor
+    states, cotangents = (mgrit.shard_batch(solver, a, 1) for a in (states, cotangents))
     # reversed step k uses the forward state/weights of layer N-1-k
     params = _rev((states[:-1], steps))
 
@@ -70,13 +72,15 @@ def backward(model, steps, states, cotangents, solver: Solver, lam_warm=None):
     w_init = jnp.broadcast_to(g[0], g.shape) if lam_warm is None else lam_warm[::-1]
     if w_init.shape != g.shape:
         raise ValueError(f"warm-start adjoint states have shape {w_init.shape}, expected {g.shape}")
+    w_init = mgrit.shard_batch(solver, w_init, 1)
     w, info = mgrit.solve(_adjoint_step(model), params, model.h, g, w_init, solver, coarse_params=coarse)
     return w[::-1], info
 
 
 def param_grads(model, steps, states, lam, solver: Solver | None = None):
     """(3.7): dL/dtheta_n from (u_n, lambda_{n+1}) for all n at once (batched vjps; over the
-    ``layers`` axis with ``shard_map`` when ``solver`` says so and the device count divides N)."""
+    ``layers`` axis with ``shard_map`` when ``solver`` says so and the device count divides N; on a
+    (``layers``, ``data``) mesh the batch over ``data`` as well)."""
     h = model.h
 
     def one(u, theta, lam_next):
@@ -88,7 +92,12 @@ def param_grads(model, steps, states, lam, solver: Solver | None = None):
         if model.n_layers % D == 0 and D > 1:
             from jax.sharding import PartitionSpec as P
 
-            fn = jax.shard_map(fn, mesh=solver.mesh, in_specs=(P("layers"),) * 3, out_specs=P("layers"))
+            # on a (layers, data) mesh only ``layers`` is manual: XLA splits the batch over ``data``
+            # and sums the per-layer gradients over it (an all-reduce)
+            kw = {} if solver.data_mesh is None else {"axis_names": {"layers"}}
+            fn = jax.shard_map(fn, mesh=solver.mesh, in_specs=(P("layers"),) * 3, out_specs=P("layers"), **kw)
+    if solver is not None:
+        states, lam = (mgrit.shard_batch(solver, a, 1) for a in (states, lam))
     return fn(states[:-1], steps, lam[1:])
 
 

@@ -13,7 +13,8 @@ independent during relaxation:
 
 * **F-relaxation**: in every chunk, propagate from its C-point through its m - 1 F-points
   (one ``lax.scan`` of m - 1 steps, ``vmap``-ed over the chunks, or ``jax.shard_map`` over the
-  ``layers`` mesh axis when several devices hold the chunks);
+  ``layers`` mesh axis when several devices hold the chunks; on a (``layers``, ``data``) mesh,
+  :func:`layers_data_mesh`, only ``layers`` is manual and XLA splits the batch over ``data``);
 * **C-relaxation**: every C-point from the F-point before it (one batched step);
 * **FCF** = F, C, F.  Choosable per level; the usual choice (``relax="auto"``) is F on the finest
   level and FCF on the coarser ones (Sec. 3.2).
@@ -68,7 +69,10 @@ class Solver:
     ``max_iter`` iterations, the one-shot budget); ``rtol``: also stop when it is <= rtol times the
     initial residual; ``strategy``: ``"vmap"`` on one device,
     ``"shard_map"`` over the ``layers`` axis of ``mesh`` (levels whose chunk count the device
-    count does not divide use ``vmap``)."""
+    count does not divide use ``vmap``).  A ``mesh`` with a ``data`` axis as well
+    (:func:`layers_data_mesh`) also splits the batch of the states over ``data``; then the
+    finest level's chunk count must be a multiple of the ``layers`` size and the batch a multiple
+    of the ``data`` size (ValueError otherwise)."""
 
     cfactor: int = 4
     levels: int = 2
@@ -108,12 +112,50 @@ class Solver:
     def replace(self, **kw) -> Solver:
         return dataclasses.replace(self, **kw)
 
+    @property
+    def data_mesh(self) -> Mesh | None:
+        """The mesh when the batch is split over its ``data`` axis (``shard_map`` on a
+        (``layers``, ``data``) mesh), else None."""
+        if self.strategy == "shard_map" and "data" in self.mesh.axis_names:
+            return self.mesh
+        return None
+
 
 def layers_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D mesh with a ``layers`` axis over the first ``num_devices`` devices (default: all)."""
     from dcnn_dd.sharding import line_mesh
 
     return line_mesh("layers", num_devices)
+
+
+def layers_data_mesh(layers: int | None = None, data: int = 1) -> Mesh:
+    """A 2-D mesh of shape (``layers``, ``data``), axis names ("layers", "data"), over the first
+    ``layers * data`` devices (``layers`` default: all devices // ``data``).  With
+    ``Solver(strategy="shard_map", mesh=...)`` MGRIT's chunks go over ``layers`` and the batch over
+    ``data`` (layer- and data-parallel at once); device (i, j) holds chunk group i, batch part j."""
+    import numpy as np
+
+    devices = jax.devices()
+    if data < 1 or (layers is not None and layers < 1):
+        raise ValueError(f"layers={layers}, data={data}: both must be >= 1")
+    if layers is None:
+        layers = len(devices) // data
+    if not 1 <= layers * data <= len(devices):
+        raise ValueError(f"layers={layers} x data={data} = {layers * data} devices: this run has {len(devices)}")
+    return Mesh(np.array(devices[: layers * data]).reshape(layers, data), ("layers", "data"))
+
+
+def shard_batch(solver: Solver, a, axis: int, what: str = "states"):
+    """``a`` with its dimension ``axis`` (the batch) split over the ``data`` axis of the solver's mesh
+    (a sharding constraint; ValueError if the ``data`` size does not divide it); unchanged without one."""
+    mesh = solver.data_mesh
+    if mesh is None:
+        return a
+    D, B = mesh.shape["data"], a.shape[axis]  # noqa: N806
+    if B % D:
+        raise ValueError(f"batch {B} of the {what} is not divisible by the 'data' axis size {D}")
+    spec = P(*([None] * axis), "data")
+    return jax.lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, spec))
 
 
 def hierarchy(n_steps: int, solver: Solver) -> list[int]:
@@ -213,6 +255,8 @@ class _Level:
         D = solver.mesh.shape["layers"] if solver.strategy == "shard_map" else 1  # noqa: N806
         self.sharded = D > 1 and chunks % D == 0
         self.mesh = solver.mesh
+        # on a (layers, data) mesh only ``layers`` is manual: XLA partitions the batch over ``data``
+        self.manual = {"layers"} if solver.data_mesh is not None else None
 
     def cmap(self, fn):
         """``fn`` of one chunk -> the same over all chunks (leading axis): vmap, or shard_map over ``layers``."""
@@ -222,7 +266,8 @@ class _Level:
 
         def run(*args):
             specs = tuple(P("layers") for _ in args)
-            return jax.shard_map(batched, mesh=self.mesh, in_specs=specs, out_specs=P("layers"))(*args)
+            kw = {} if self.manual is None else {"axis_names": self.manual}
+            return jax.shard_map(batched, mesh=self.mesh, in_specs=specs, out_specs=P("layers"), **kw)(*args)
 
         return run
 
@@ -289,6 +334,9 @@ class Hierarchy:
         n = jax.tree.leaves(params)[0].shape[0]
         self.sizes = hierarchy(n, solver)
         m = solver.cfactor
+        if solver.data_mesh is not None and (n // m) % solver.mesh.shape["layers"]:
+            raise ValueError(f"{n // m} chunks on the finest level (N={n}, m={m}) are not divisible by the "
+                             f"'layers' axis size {solver.mesh.shape['layers']}")
         plist = [params]
         for level in range(1, solver.levels):
             plist.append(coarse_params(level) if coarse_params is not None else _every(plist[-1], m))

@@ -51,6 +51,14 @@ class Method:
             raise ValueError(f"method={self.name!r}: choose one of {METHODS}")
         if self.name != "serial" and (self.fwd is None or self.bwd is None):
             raise ValueError(f"method={self.name!r} needs the forward and adjoint solvers (fwd=, bwd=)")
+        meshes = {s.data_mesh for s in (self.fwd, self.bwd) if s is not None} - {None}
+        if len(meshes) > 1:
+            raise ValueError("the forward and adjoint solvers split the batch over different (layers, data) meshes")
+
+    @property
+    def data_mesh(self):
+        """The (``layers``, ``data``) mesh the solvers split the batch over (None: no data parallelism)."""
+        return next((s.data_mesh for s in (self.fwd, self.bwd) if s is not None and s.data_mesh is not None), None)
 
 
 class LayerParallelState(NamedTuple):
@@ -98,11 +106,52 @@ def init_state(params, tx: optax.GradientTransformation, model: ODEResNet | None
     return state
 
 
+def shardings(method: Method, state: LayerParallelState | None = None):
+    """(state, batch) shardings for data parallelism on the method's (``layers``, ``data``) mesh:
+    parameters and optimiser state replicated, the batch and the warm states' batch axis split
+    over ``data``; (None, None) without one.  ``state``: the state the shardings are for (its
+    ``u_warm`` / ``lam_warm`` may be None)."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    mesh = method.data_mesh
+    if mesh is None:
+        return None, None
+    rep, states = NamedSharding(mesh, P()), NamedSharding(mesh, P(None, "data"))
+    warm = states if state is None or state.u_warm is not None else None
+    return LayerParallelState(rep, rep, warm, warm), NamedSharding(mesh, P("data"))
+
+
+def place(method: Method, state: LayerParallelState | None, *batch):
+    """``(state, *batch)`` placed for the method (see :func:`shardings`; a ``state`` of None stays
+    None); unchanged without a (``layers``, ``data``) mesh."""
+    st, bt = shardings(method, state)
+    if bt is None:
+        return (state, *batch)
+    _check_batch(method, batch[0].shape[0] if batch else None)
+    return (None if state is None else jax.device_put(state, st), *(jax.device_put(b, bt) for b in batch))
+
+
+def _check_batch(method: Method, size: int | None):
+    mesh = method.data_mesh
+    if mesh is not None and size is not None and size % mesh.shape["data"]:
+        raise ValueError(f"batch {size} is not divisible by the 'data' axis size {mesh.shape['data']}")
+
+
 def make_step(model: ODEResNet, method: Method, tx: optax.GradientTransformation):
-    """A jitted ``step(state, x, y) -> (state, metrics)`` for the method."""
+    """A jitted ``step(state, x, y) -> (state, metrics)`` for the method.
+
+    With solvers on a (``layers``, ``data``) mesh (:func:`.mgrit.layers_data_mesh`) the step is
+    layer- and data-parallel: the batch is split over ``data`` and the parameters replicated
+    (sharding constraints, so any input placement works; :func:`place` places them so), MGRIT's
+    chunks go over ``layers``, and XLA sums the gradients over the whole batch (all-reduce)."""
+    st_sh, batch_sh = shardings(method)
 
     def step(state: LayerParallelState, x, y):
         metrics = {}
+        if batch_sh is not None:
+            _check_batch(method, x.shape[0])
+            x, y = (jax.lax.with_sharding_constraint(a, batch_sh) for a in (x, y))
+            state = state._replace(params=jax.lax.with_sharding_constraint(state.params, st_sh.params))
         if method.name == "serial":
             loss, grads = serial_loss_and_grad(model, method, state.params, x, y)
             u_warm = lam_warm = None
@@ -118,7 +167,10 @@ def make_step(model: ODEResNet, method: Method, tx: optax.GradientTransformation
                        "bwd_nonfinite_iteration": bi.nonfinite_iteration}
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return LayerParallelState(params, opt_state, u_warm, lam_warm), {"loss": loss, **metrics}
+        new = LayerParallelState(params, opt_state, u_warm, lam_warm)
+        if st_sh is not None:  # the same placement out as in: one compilation
+            new = jax.lax.with_sharding_constraint(new, shardings(method, new)[0])
+        return new, {"loss": loss, **metrics}
 
     return jax.jit(step)
 
@@ -168,8 +220,8 @@ def fit(model: ODEResNet, method: Method, tx: optax.GradientTransformation, para
 
     x, y, xv, yv = data
     size = batch or len(x)
-    state = init_state(params, tx, model, method, x[:size])
-    step = make_step(model, method, tx).lower(state, x[:size], y[:size]).compile()
+    state, x0, y0 = place(method, init_state(params, tx, model, method, x[:size]), x[:size], y[:size])
+    step = make_step(model, method, tx).lower(state, x0, y0).compile()
     hist, wall = [], 0.0
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
@@ -180,7 +232,8 @@ def fit(model: ODEResNet, method: Method, tx: optax.GradientTransformation, para
         if b == 0 and i > 0:
             order = rng.permutation(len(x))
         idx = order[b * size:(b + 1) * size] if batch else slice(None)
-        xb, yb = jax.device_put(x[idx]), jax.device_put(y[idx])
+        _, xb, yb = place(method, None, x[idx], y[idx]) if method.data_mesh is not None else \
+            (None, jax.device_put(x[idx]), jax.device_put(y[idx]))  # as before: one device
         t0 = time.perf_counter()
         state, met = step(state, xb, yb)
         met = jax.device_get(met)
