@@ -22,13 +22,17 @@ measured, the note says why) or ``failed`` (errors; the note has the error's las
 1. ``subnet_phase`` - one Adam step of the global ResNet32 (64/128/256) against one step of its
    K=4 sub-networks on their sub-images, CIFAR shape (32x32x3, synthetic), sub-images 16x16
    (``cifar``) and 20x20 (``cifar-overlap``), batch 128 and 512, strategies ``vmap`` and
-   ``sequential``: step times, time ratio, FLOP ratio (2.10), efficiency, XLA's memory of each
-   compiled step and the device's peak allocation so far (:func:`benchmarks.subnet_speedup.bench`).
-   bf16 is not measured: the zoo models take no dtype (a note says so).
+   ``sequential``, each in float32 and in bfloat16 (``Config.dtype``: bf16 compute, float32
+   parameters), and the demo network (``make demo``'s PlainCNN, 28x28x1, 2x2 sub-images of
+   16x16) at batch 128 in both dtypes: step times, time ratio, FLOP ratio (2.10), efficiency,
+   XLA's memory of each compiled step and the device's peak allocation so far
+   (:func:`benchmarks.subnet_speedup.bench`).  Order: batch 128 (float32, bfloat16), the demo
+   network, batch 512 - what the budget cuts is the last.
 2. ``table_3_2`` - Table 3.2 in short form (:func:`experiments.cifar.sweep_entries`): the time of
    10 epochs of the global network and of the 4 sub-networks (overlap and non-overlap) from timed
    steps through the real input pipeline, synthetic CIFAR-10-sized data (50,000 images, 390 steps
-   per epoch at batch 128), no augmentation, batch 128, 1024, 8192, the strategy part 1 found fastest.
+   per epoch at batch 128), no augmentation, batch 128, 1024, 8192, each in float32 and bfloat16,
+   the strategy part 1 found fastest.
 3. ``mgrit`` - MGRIT forward + adjoint + gradients against ``jax.grad`` through the serial
    ``lax.scan`` (:func:`benchmarks.mgrit.bench`), N = 256, 1024, 4096 layers of width 8, batch 32
    (one layer is a 32x8 product: far below what a GPU needs to be busy), one-shot (2 + 2
@@ -82,7 +86,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("subnet_phase", "table_3_2", "mgrit", "backend_paths", "time_to_accuracy")
 DEFAULT_BUDGET_S = 480.0
-BUDGET_SHARES = {"subnet_phase": 150, "table_3_2": 100, "mgrit": 110, "backend_paths": 30, "time_to_accuracy": 90}
+BUDGET_SHARES = {"subnet_phase": 170, "table_3_2": 110, "mgrit": 90, "backend_paths": 30, "time_to_accuracy": 80}
 GRIDS = {"nonoverlap": "cifar", "overlap": "cifar-overlap"}  # dd.paper_grid names: 2x2 of 16x16 / 20x20
 CHECK_TOL = 1e-4  # part 4: max abs difference of the parameters after 3 steps
 
@@ -103,16 +107,20 @@ class Sizes:
     check_K: int  # noqa: N815  (part 4: sub-networks in the strategy check)
     payoff_preset: str
     payoff_variants: str | None = None  # None: every variant of the preset
+    demo_model: dict | None = None  # part 1: the demo's network at Fashion-MNIST shape (28x28x1, 2x2 of 16x16)
+    dtypes: tuple = ("float32", "bfloat16")  # parts 1 and 2: each measurement in each compute dtype
 
 
 FULL = Sizes(model={"name": "cifar_resnet", "depth": 32, "widths": [64, 128, 256]}, subnet_batches=(128, 512),
              strategies=("vmap", "sequential"), repeats=5, sweep_batches=(128, 1024, 8192), sweep_steps=5,
              sweep_warmup=2, sweep_train_size=None, mgrit_sizes=(256, 1024, 4096), mgrit_width=8, mgrit_batch=32,
-             check_K=4, payoff_preset="device")
+             check_K=4, payoff_preset="device",
+             demo_model={"name": "plain", "features": [32, 32, 64, 64], "pool_after": [1, 3], "fc": [128]})
 DRY = Sizes(model={"name": "plain", "features": [4], "pool_after": [0], "fc": []}, subnet_batches=(8,),
             strategies=("vmap", "sequential"), repeats=1, sweep_batches=(16,), sweep_steps=1, sweep_warmup=1,
             sweep_train_size=256, mgrit_sizes=(32,), mgrit_width=8, mgrit_batch=32, check_K=2,
-            payoff_preset="tiny", payoff_variants="base")
+            payoff_preset="tiny", payoff_variants="base",
+            demo_model={"name": "plain", "features": [4, 4], "pool_after": [1], "fc": [8]})
 
 
 # ------------------------------------------------------------------------------------------ bookkeeping
@@ -201,30 +209,42 @@ def part_subnet_phase(part, clock, report, sz: Sizes, ctx: dict) -> None:
     from benchmarks import subnet_speedup
     from dcnn_dd.models.registry import build_model
 
-    model = build_model(sz.model, 10)
     part["network"] = sz.model
-    part["notes"].append("bf16: not supported by the zoo models (they take no dtype; every step is float32), "
-                         "so no bf16 figures.")
+    part["demo_network"] = sz.demo_model
+    part["dtypes"] = list(sz.dtypes)
     global_steps = {}
+    nets = {"resnet32": (sz.model, 3, {label: dd.paper_grid(g) for label, g in GRIDS.items()}),
+            "demo": (sz.demo_model, 1, {"nonoverlap": dd.Grid.uniform((28, 28), 2, size=16)})}
 
-    def glob(batch):
-        t, mem = subnet_speedup.global_step_time(model, dd.paper_grid("cifar"), batch, sz.repeats)
-        global_steps[batch] = (t, mem)
-        part.setdefault("global_steps", []).append({"batch": batch, "step_s": t, "memory_bytes": mem,
-                                                     "peak_bytes_so_far": peak_bytes()})
+    def glob(net, dtype, batch):
+        spec, channels, grids = nets[net]
+        model = build_model(spec, 10, dtype)
+        t, mem = subnet_speedup.global_step_time(model, next(iter(grids.values())), batch, sz.repeats, channels)
+        global_steps[net, dtype, batch] = (t, mem)
+        part.setdefault("global_steps", []).append({"network": net, "dtype": dtype, "batch": batch, "step_s": t,
+                                                     "memory_bytes": mem, "peak_bytes_so_far": peak_bytes()})
 
-    def subnets(batch, label):
-        r = subnet_speedup.bench(model, dd.paper_grid(GRIDS[label]), 4, batch, sz.repeats, list(sz.strategies),
-                                 global_step=global_steps.get(batch))
-        part["rows"].append({"grid": label, **r, "peak_bytes_so_far": peak_bytes()})
-        if label == "nonoverlap" and "best_strategy" not in ctx:
+    def subnets(net, dtype, batch, label):
+        spec, channels, grids = nets[net]
+        model = build_model(spec, 10, dtype)
+        r = subnet_speedup.bench(model, grids[label], 4, batch, sz.repeats, list(sz.strategies), channels=channels,
+                                 global_step=global_steps.get((net, dtype, batch)))
+        part["rows"].append({"network": net, "dtype": dtype, "grid": label, **r, "peak_bytes_so_far": peak_bytes()})
+        if net == "resnet32" and dtype == "float32" and label == "nonoverlap" and "best_strategy" not in ctx:
             ctx["best_strategy"] = r["strategy"]
 
     items = []
-    for batch in sz.subnet_batches:
-        items.append((f"global step, batch {batch}", lambda b=batch: glob(b)))
-        items += [(f"K=4 sub-networks, {label}, batch {batch}", lambda b=batch, lb=label: subnets(b, lb))
-                  for label in GRIDS]
+    for batch in sz.subnet_batches:  # each batch: float32, then bfloat16 beside it
+        for dtype in sz.dtypes:
+            items.append((f"global step, batch {batch}, {dtype}", lambda b=batch, d=dtype: glob("resnet32", d, b)))
+            items += [(f"K=4 sub-networks, {label}, batch {batch}, {dtype}",
+                       lambda b=batch, lb=label, d=dtype: subnets("resnet32", d, b, lb)) for label in GRIDS]
+        if batch == sz.subnet_batches[0] and sz.demo_model is not None:  # the demo network after the first batch
+            for dtype in sz.dtypes:
+                items.append((f"demo network: global step, batch {batch}, {dtype}",
+                              lambda b=batch, d=dtype: glob("demo", d, b)))
+                items.append((f"demo network: K=4 sub-networks, batch {batch}, {dtype}",
+                              lambda b=batch, d=dtype: subnets("demo", d, b, "nonoverlap")))
     measure_each(part, clock, report, items)
 
 
@@ -239,20 +259,23 @@ def part_table_3_2(part, clock, report, sz: Sizes, ctx: dict) -> None:
     base = Config(dataset="synthetic_cifar", train_size=sz.sweep_train_size, test_size=sz.sweep_train_size,
                   model=sz.model, K=4, strategy=strategy)
     grids = {True: {"paper": GRIDS["overlap"]}, False: {"paper": GRIDS["nonoverlap"]}}
-    args = argparse.Namespace(out=report.out / "table_3_2", restart=True, num_devices=None, data=None, data_dir=None)
     part["entries"] = []
 
-    def sweep(bs):
+    def sweep(bs, dtype):
+        args = argparse.Namespace(out=report.out / f"table_3_2_{dtype}", restart=True, num_devices=None, data=None,
+                                  data_dir=None)
         plan = cifar.Preset(cases=[], complexity=[], sweep={
-            "base": base, "batch_sizes": [bs], "augments": ["none"], "grids": grids, "steps": sz.sweep_steps,
-            "warmup": sz.sweep_warmup})
+            "base": base.replace(dtype=dtype), "batch_sizes": [bs], "augments": ["none"], "grids": grids,
+            "steps": sz.sweep_steps, "warmup": sz.sweep_warmup})
         rows, entries = cifar.sweep_entries(plan, args)
         for r in rows:
             r["peak_bytes_so_far"] = peak_bytes()
+            r["dtype"] = dtype
         part["rows"] += rows
-        part["entries"] += entries
+        part["entries"] += [{**e, "dtype": dtype} for e in entries]
 
-    measure_each(part, clock, report, [(f"batch {bs}", lambda b=bs: sweep(b)) for bs in sz.sweep_batches])
+    measure_each(part, clock, report, [(f"batch {bs}, {dtype}", lambda b=bs, d=dtype: sweep(b, d))
+                                       for bs in sz.sweep_batches for dtype in sz.dtypes])
 
 
 def part_mgrit(part, clock, report, sz: Sizes, ctx: dict) -> None:
@@ -434,9 +457,9 @@ def _part_md(p: dict) -> list[str]:
     if name == "subnet_phase" and rows:
         strategies = sorted({s for r in rows for s in r["strategies"]})
         lines.append(md_table(
-            ["grid", "batch", "global step", *[f"K sub-nets {s}" for s in strategies], "time ratio (best)",
-             "FLOP ratio", "efficiency", "memory global / sub-nets (XLA)", "device peak so far"],
-            [[r["grid"], r["batch"], _ms(r["global_step_s"]),
+            ["network", "dtype", "grid", "batch", "global step", *[f"K sub-nets {s}" for s in strategies],
+             "time ratio (best)", "FLOP ratio", "efficiency", "memory global / sub-nets (XLA)", "device peak so far"],
+            [[r.get("network", "resnet32"), r.get("dtype", "float32"), r["grid"], r["batch"], _ms(r["global_step_s"]),
               *[_ms(r["strategies"].get(s, {}).get("step_s")) for s in strategies],
               f"{r['time_ratio']:.2f} ({r['strategy']})", f"{r['flop_ratio']:.2f}", f"{r['efficiency']:.2f}",
               f"{_mib(r['global_memory_bytes'])} / {_mib(r['strategies'][r['strategy']]['memory_bytes'])}",
@@ -444,7 +467,8 @@ def _part_md(p: dict) -> list[str]:
     elif name == "table_3_2" and rows:
         from experiments import cifar
 
-        lines.append(cifar.sweep_table(rows))
+        for dtype in dict.fromkeys(r.get("dtype", "float32") for r in rows):
+            lines += [f"{dtype}:", "", cifar.sweep_table([r for r in rows if r.get("dtype", "float32") == dtype]), ""]
     elif name == "mgrit" and rows:
         lines.append(md_table(
             ["N", "levels", "mode", "serial", "MGRIT", "speedup", "modeled", "iterations fwd/adj", "conv",
@@ -471,11 +495,17 @@ def verdicts(doc: dict) -> list[str]:
     if doc["dry_run"]:
         return ["dry run: tiny sizes, the targets do not apply."]
     out = []
-    sub = [r for r in doc["parts"].get("subnet_phase", {}).get("rows", []) if r["grid"] == "nonoverlap"]
+    sub = [r for r in doc["parts"].get("subnet_phase", {}).get("rows", [])
+           if r["grid"] == "nonoverlap" and r.get("network", "resnet32") == "resnet32" and r.get("dtype") != "bfloat16"]
     if sub:
         r = min(sub, key=lambda r: r["batch"])
         out.append(f"sub-network phase, ResNet32 K=4, batch {r['batch']}: time ratio {r['time_ratio']:.2f} "
                    f"({r['strategy']}; target >= 5 on one GPU): {'met' if r['time_ratio'] >= 5 else 'not met'}")
+    for r in doc["parts"].get("subnet_phase", {}).get("rows", []):
+        if r.get("network") == "demo" or r.get("dtype") == "bfloat16":
+            out.append(f"sub-network phase, {r.get('network', 'resnet32')} {r['grid']} batch {r['batch']} "
+                       f"{r.get('dtype', 'float32')}: time ratio {r['time_ratio']:.2f}, efficiency "
+                       f"{r['efficiency']:.2f} ({r['strategy']}; no target)")
     mg = [r for r in doc["parts"].get("mgrit", {}).get("rows", []) if r["n_layers"] >= 1024]
     for mode in ("one-shot", "tol"):
         rs = sorted((r for r in mg if r["mode"] == mode), key=lambda r: r["n_layers"])

@@ -66,14 +66,18 @@ def test_dry_run_writes_every_part(dry_run):
     assert doc["parts"]["time_to_accuracy"]["status"] in {"skipped", "failed"}
 
     sub = doc["parts"]["subnet_phase"]
-    assert [r["grid"] for r in sub["rows"]] == list(dc.GRIDS)
-    assert any("bf16" in n for n in sub["notes"])
+    # ResNet (here the dry run's tiny PlainCNN) on both grids, then the demo network, each in float32 and bfloat16
+    assert [(r["network"], r["dtype"], r["grid"]) for r in sub["rows"]] == [
+        *[("resnet32", d, g) for d in ("float32", "bfloat16") for g in dc.GRIDS],
+        ("demo", "float32", "nonoverlap"), ("demo", "bfloat16", "nonoverlap")]
     for r in sub["rows"]:
         assert set(r["strategies"]) == {"vmap", "sequential"} and r["global_step_s"] > 0
         assert all(s["step_s"] > 0 for s in r["strategies"].values())
         assert r["time_ratio"] == r["global_step_s"] / r["strategies"][r["strategy"]]["step_s"]
         assert r["flop_ratio"] > 1 and r["global_memory_bytes"] > 0
     assert sub["global_steps"][0]["step_s"] == sub["rows"][0]["global_step_s"]  # measured once per batch
+    assert [(g["network"], g["dtype"]) for g in sub["global_steps"]] == [
+        ("resnet32", "float32"), ("resnet32", "bfloat16"), ("demo", "float32"), ("demo", "bfloat16")]
 
     sweep = doc["parts"]["table_3_2"]
     assert sweep["strategy"] == sub["rows"][0]["strategy"]  # the fastest one of part 1
@@ -81,6 +85,7 @@ def test_dry_run_writes_every_part(dry_run):
         for k in ("global", "subnets-overlap", "subnets-nonoverlap"):
             assert r[k]["s_per_step"] > 0 and r[k]["time_s"] > 0
     assert {e["row"] for e in sweep["entries"]} >= {"global network", "4 sub-networks", "ratio"}
+    assert [r["dtype"] for r in sweep["rows"]] == ["float32", "bfloat16"]  # one batch size in the dry run
 
     mg = doc["parts"]["mgrit"]["rows"]
     assert [r["mode"] for r in mg] == ["one-shot", "tol"]
@@ -95,7 +100,7 @@ def test_dry_run_writes_every_part(dry_run):
     md = (out / "device_check.md").read_text()
     for name in dc.PARTS:
         assert f"## {name}: {doc['parts'][name]['status']}" in md
-    assert "| N | levels | mode |" in md and "| grid | batch |" in md
+    assert "| N | levels | mode |" in md and "| network | dtype | grid | batch |" in md
 
 
 def test_budgets_split_the_total_and_take_overrides():

@@ -23,6 +23,7 @@ def test_schedules_are_section_3_1_1s_at_e_epochs():
     assert v["paper"].gnet_t_lr(20) == {"base": 1e-4, "milestones": [[2, 0.1], [4, 0.1], [6, 0.5]]}
     assert v["restart"].gnet_t_lr(20) == {"base": 1e-3, "milestones": [[4, 0.1], [6, 0.1], [7, 0.5]]}
     assert v["restart-late"].gnet_t_lr(20) == {"base": 1e-3, "milestones": [[6, 0.1], [7, 0.1]]}
+    assert v["restart-3e-3"].gnet_t_lr(20) == {"base": 3e-3, "milestones": [[4, 0.1], [6, 0.1], [7, 0.5]]}
     assert v["snets-flat"].snet_lr(20) == {"base": 1e-3, "milestones": [[10, 0.1]]}
     assert v["snets-flat"].gnet_t_lr(20) == v["restart"].gnet_t_lr(20)
     # the schedules are valid engine schedules
@@ -33,7 +34,8 @@ def test_schedules_are_section_3_1_1s_at_e_epochs():
 def test_variant_names_carry_the_pooling_only_where_regional_pooling_is_run():
     exact = cv.PRESETS["converged"].networks["exact"][1]
     resnet = cv.PRESETS["converged"].networks["resnet"][1]
-    assert [cv.variant_name(v, p, exact) for v, p in exact] == ["paper", "restart", "restart-late", "snets-flat"]
+    assert [cv.variant_name(v, p, exact) for v, p in exact] == ["paper", "restart", "restart-3e-3", "restart-late",
+                                                                "snets-flat"]
     assert [cv.variant_name(v, p, resnet) for v, p in resnet] == ["gap/paper", "gap/restart", "regional/paper",
                                                                   "regional/restart"]
 

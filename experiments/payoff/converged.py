@@ -15,7 +15,8 @@ The protocol (issue 25), beside the short one of :mod:`experiments.payoff.analys
   ``convergence``), and it has stopped improving well before (its curve is in the figure).
 * **Variants of GNet-T** (:data:`GNET_T_VARIANTS`): ``paper`` (the schedule above);
   ``restart`` (1e-3, x0.1 at 0.2E and 0.3E, x0.5 at 0.35E: the rate Section 3.1.2 restarts
-  at); ``restart-late`` (1e-3, x0.1 at 0.3E and 0.35E: as many epochs at 1e-3 after the
+  at); ``restart-3e-3`` (the same drops from 3e-3: GNet-T gets the starting rate the baseline's
+  sweep chose for GNet-R on the exact network); ``restart-late`` (1e-3, x0.1 at 0.3E and 0.35E: as many epochs at 1e-3 after the
   composition as GNet-R has before its own first drop, minus the SNets' share - the cause the
   first look pointed at, too little learning at a high rate after the composition);
   ``snets-flat`` (the SNets at 1e-3 with one x0.1 at 0.5E instead of three early drops, then
@@ -85,9 +86,10 @@ class GNetTVariant:
     gnet_t: object = "paper"
     snets: object = "paper"
     why: str = ""
+    base: float = 1e-3  # GNet-T's starting rate when ``gnet_t`` gives drops
 
     def gnet_t_lr(self, E: int):  # noqa: N803
-        return _paper("gnet_t", E)[1] if self.gnet_t == "paper" else _piecewise(1e-3, E, self.gnet_t)
+        return _paper("gnet_t", E)[1] if self.gnet_t == "paper" else _piecewise(self.base, E, self.gnet_t)
 
     def snet_lr(self, E: int):  # noqa: N803
         return _paper("snets", E)[1] if self.snets == "paper" else _piecewise(1e-3, E, self.snets)
@@ -97,6 +99,8 @@ RESTART = ((0.2, 0.1), (0.3, 0.1), (0.35, 0.5))
 GNET_T_VARIANTS = {
     "paper": GNetTVariant("paper", why="Section 3.1.1's GNet-T schedule (from 1e-4)"),
     "restart": GNetTVariant("restart", RESTART, why="restarted at 1e-3, the rate Section 3.1.2 restarts at"),
+    "restart-3e-3": GNetTVariant("restart-3e-3", RESTART, base=3e-3,
+                                 why="restarted at 3e-3: the starting rate the baseline's sweep chose for GNet-R"),
     "restart-late": GNetTVariant("restart-late", ((0.3, 0.1), (0.35, 0.1)),
                                  why="cause: too little learning at 1e-3 after the composition"),
     "snets-flat": GNetTVariant("snets-flat", RESTART, snets=((0.5, 0.1),),
@@ -134,7 +138,7 @@ TINY_NETS = {"exact": {"name": "plain", "features": [16, 16, 16, 16], "pool_afte
 PRESETS = {
     "converged": Converged(
         20, 25000, None,
-        {"exact": (PLAIN, _cases(("paper", "restart", "restart-late", "snets-flat"))),
+        {"exact": (PLAIN, _cases(("paper", "restart", "restart-3e-3", "restart-late", "snets-flat"))),
          "resnet": (RESNET, _cases(("paper", "restart"), ("global", "regional")))}),
     "converged-tiny": Converged(
         5, 640, 256,
