@@ -229,7 +229,8 @@ def part_subnet_phase(part, clock, report, sz: Sizes, ctx: dict) -> None:
         model = build_model(spec, 10, dtype)
         r = subnet_speedup.bench(model, grids[label], 4, batch, sz.repeats, list(sz.strategies), channels=channels,
                                  global_step=global_steps.get((net, dtype, batch)))
-        part["rows"].append({"network": net, "dtype": dtype, "grid": label, **r, "peak_bytes_so_far": peak_bytes()})
+        part["rows"].append({**r, "network_spec": r["network"], "network": net, "dtype": dtype, "grid": label,
+                             "peak_bytes_so_far": peak_bytes()})
         if net == "resnet32" and dtype == "float32" and label == "nonoverlap" and "best_strategy" not in ctx:
             ctx["best_strategy"] = r["strategy"]
 

@@ -1,6 +1,7 @@
 """Training-step time of the global network against its K sub-networks (Algorithm 1's speed-up).
 
     python -m benchmarks.subnet_speedup             # ResNet32 (64/128/256), K=4, 32x32 -> 4 x 16x16
+    python -m benchmarks.subnet_speedup --network demo --dtype bfloat16   # make demo's network, bf16 compute
     python -m benchmarks.subnet_speedup --tiny      # seconds; what the test suite runs
 
 In one run on the current device, same batch size for both: one Adam training step of the
@@ -27,7 +28,7 @@ import numpy as np
 import dcnn_dd as dd
 from benchmarks.common import write_json
 from dcnn_dd.complexity import count_flops
-from dcnn_dd.models import CifarResNet
+from dcnn_dd.models import CifarResNet, PlainCNN
 from dcnn_dd import sharding
 from dcnn_dd.train.state import create_state, default_tx
 from dcnn_dd.train.steps import data_parallel_train_step, stacked_sharding, stacked_train_step
@@ -98,6 +99,8 @@ def bench(model, grid, K, batch, repeats, strategies, channels=3, global_step=No
 def _describe(model) -> str:
     if isinstance(model, CifarResNet):
         return f"CifarResNet(depth={model.depth}, widths={tuple(model.widths)})"
+    if isinstance(model, PlainCNN):
+        return f"PlainCNN(features={tuple(model.features)}, fc={tuple(model.fc)})"
     return type(model).__name__
 
 
@@ -108,23 +111,39 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--strategies", default="sequential,vmap,shard_map")
     p.add_argument("--out", default="results/bench")
+    p.add_argument("--network", choices=("resnet32", "demo"), default="resnet32",
+                   help="ResNet32 at CIFAR shape (default), or make demo's PlainCNN at Fashion-MNIST shape (28x28x1)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="the compute dtype (Config.dtype; parameters stay float32)")
     args = p.parse_args(argv)
+    from dcnn_dd.models.registry import build_model
+
     strategies = [s for s in args.strategies.split(",") if s != "shard_map" or jax.device_count() > 1 or args.tiny]
-    if args.tiny:
-        model, batch = CifarResNet(depth=8, widths=(8, 16, 32)), 8
+    channels = 3
+    if args.network == "demo":
+        spec = {"name": "plain", "features": [32, 32, 64, 64], "pool_after": [1, 3], "fc": [128]}
+        if args.tiny:
+            spec = {**spec, "features": [4, 4, 8, 8], "fc": [8]}
+        grid, channels = dd.Grid.uniform((28, 28), 2, size=16), 1  # the demo's 2x2 sub-images of 16x16
+        batch = 8 if args.tiny else args.batch_size
     else:
-        model, batch = CifarResNet(depth=32, widths=(64, 128, 256)), args.batch_size
-    grid = dd.paper_grid("cifar")  # 32x32 -> 2x2 of 16x16, non-overlap
+        widths = [8, 16, 32] if args.tiny else [64, 128, 256]
+        spec = {"name": "cifar_resnet", "depth": 8 if args.tiny else 32, "widths": widths}
+        grid, batch = dd.paper_grid("cifar"), 8 if args.tiny else args.batch_size  # 32x32 -> 2x2 of 16x16
+    model = build_model(spec, 10, args.dtype)
     print(f"{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s)): "
-          f"{model.__class__.__name__} depth {model.depth} widths {tuple(model.widths)}, K=4, batch {batch}")
-    r = bench(model, grid, 4, batch, args.repeats, strategies)
+          f"{_describe(model)} ({args.dtype}), K=4, batch {batch}")
+    r = bench(model, grid, 4, batch, args.repeats, strategies, channels=channels)
+    r["dtype"] = args.dtype
     mem = r["global_memory_bytes"], r["strategies"][r["strategy"]]["memory_bytes"]
     print(f"  global network              {r['global_step_s'] * 1e3:9.1f} ms/step")
     print(f"time_ratio {r['time_ratio']:.2f}  flop_ratio {r['flop_ratio']:.2f}  efficiency {r['efficiency']:.2f}  "
           f"(strategy {r['strategy']})")
     if None not in mem:
         print(f"memory per step: global {mem[0] / 2**20:.1f} MiB, K sub-networks {mem[1] / 2**20:.1f} MiB")
-    write_json(args.out, "subnet_speedup.json", r)
+    name = "subnet_speedup.json" if (args.network, args.dtype) == ("resnet32", "float32") else \
+        f"subnet_speedup_{args.network}_{args.dtype}.json"
+    write_json(args.out, name, r)
     return r
 
 

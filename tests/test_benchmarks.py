@@ -43,6 +43,16 @@ def test_subnet_speedup_benchmark_tiny(tmp_path):
     assert 10 < r["flop_ratio"] <= 16
 
 
+def test_subnet_speedup_on_the_demo_network_in_bf16(tmp_path):
+    from benchmarks import subnet_speedup
+
+    r = subnet_speedup.main(["--tiny", "--network", "demo", "--dtype", "bfloat16", "--repeats", "1",
+                             "--strategies", "sequential", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "subnet_speedup_demo_bfloat16.json").read_text())
+    assert saved["dtype"] == r["dtype"] == "bfloat16" and saved["network"].startswith("PlainCNN")
+    assert r["input"] == [28, 28] and r["sub_input"] == [16, 16] and r["global_step_s"] > 0
+
+
 def test_input_pipeline_benchmark_tiny(tmp_path):
     rows = input_pipeline.main(["--tiny", "--batch-size", "64", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "input_pipeline.json").read_text())["rows"]

@@ -73,7 +73,7 @@ def test_tiny_converged_preset_writes_the_protocol(tiny):
     sweep = data["gnet_r_lr_sweep"]["exact"]
     assert set(sweep["final_val_acc"]) == {"0.001", "0.003"} and sweep["chosen"] in sweep["final_val_acc"]
     by = {c["variant"]: c for c in data["cases"]}
-    assert set(by) == {"paper", "restart", "snets-flat"}
+    assert set(by) == {"paper", "restart"}
     for c in by.values():
         for key in ("network", "variant", "seeds", "E", "gnet_t_final", "gnet_r_final", "gnet_t_first_hit_s",
                     "gnet_r_first_hit_s", "ratios", "ratio_mean", "ratio_sd", "gnet_t_test", "gnet_r_test"):
@@ -91,24 +91,24 @@ def test_tiny_converged_preset_writes_the_protocol(tiny):
             assert 0 <= c["gnet_t_test"]["per_seed"][i] <= 1 and 0 <= c["gnet_r_test"]["per_seed"][i] <= 1
         assert c["gnet_t_final"]["sd"] is not None  # two seeds: a spread
         assert c["logit_gap_max"] <= 1e-3  # the exact network: the composed start is the logit sum (Theorem 2.1)
-    # paper and restart share the SNets (one run per seed); snets-flat trains its own on another schedule
+    # paper and restart share the SNets (one run per seed) and differ after the composition
     assert by["paper"]["snet_s"] == by["restart"]["snet_s"] and by["paper"]["snet_acc"] == by["restart"]["snet_acc"]
     assert by["paper"]["composed_acc"] == by["restart"]["composed_acc"]
-    assert by["snets-flat"]["snet_lr"] != by["paper"]["snet_lr"]
-    assert by["snets-flat"]["snet_acc"] != by["paper"]["snet_acc"]
+    assert by["paper"]["gnet_t_lr"] != by["restart"]["gnet_t_lr"]
+    assert by["paper"]["curves"]["gnet_t"]["0"]["acc"][1:] != by["restart"]["curves"]["gnet_t"]["0"]["acc"][1:]
     assert set(data["convergence"]["exact"]) == {"0", "1"}
 
 
 def test_tiny_converged_preset_resumes_pipeline_by_pipeline(tiny):
     out, results = tiny
     cache = out / "cache" / "converged" / "converged-tiny"
-    (cache / "exact-gnet_t-snets-flat-seed1.json").unlink()  # a run cut in its last pipeline
+    (cache / "exact-gnet_t-restart-seed1.json").unlink()  # a run cut in its last pipeline
     again = payoff.main(["--preset", "converged-tiny", "--networks", "exact", "--out", str(out), "--no-progress"])
     before = {c["variant"]: c for c in results["cases"]}
     for c in again["cases"]:
         old = before[c["variant"]]
         assert c["gnet_r_final"] == old["gnet_r_final"] and c["curves"]["gnet_r"] == old["curves"]["gnet_r"]
-        if c["variant"] != "snets-flat":
+        if c["variant"] != "restart":
             assert c["curves"] == old["curves"]  # from the cache: not measured again
         else:  # measured again: the same computation (seeded), its own clock
             assert c["curves"]["gnet_t"]["0"] == old["curves"]["gnet_t"]["0"]

@@ -69,8 +69,8 @@ def snapshot() -> dict:
 
 
 def without_new_defaults(got, expected):
-    """``got`` without the ``Config`` fields added since ``presets.json`` was written (absent from
-    ``expected``) where they hold their defaults: a new field at its default changes no preset, a
+    """``got`` without the ``Config`` (and payoff ``Variant``) fields added since ``presets.json`` was
+    written (absent from ``expected``) where they hold their defaults: a new field at its default changes no preset, a
     new field set by a preset is a change."""
     if isinstance(got, list) and isinstance(expected, list) and len(got) == len(expected):
         return [without_new_defaults(g, e) for g, e in zip(got, expected)]
@@ -81,6 +81,11 @@ def without_new_defaults(got, expected):
         from dcnn_dd.train import Config
 
         defaults = Config().to_json()
+        out = {k: v for k, v in out.items() if k in expected or k not in defaults or v != defaults[k]}
+    elif got.get("__type__") == "Variant":  # the payoff protocol's variants (a field added: schedule_json)
+        from experiments.payoff.config import Variant
+
+        defaults = {f.name: f.default for f in dataclasses.fields(Variant)}
         out = {k: v for k, v in out.items() if k in expected or k not in defaults or v != defaults[k]}
     return out
 

@@ -1,7 +1,7 @@
 """Every device busy in the sub-network phase (8 simulated CPU devices, in a subprocess): a
 (``subnet``, ``data``) mesh of K rows of 8/K devices for K = 4 and K = 2, each sub-network
-data-parallel over its row; Algorithm 1 through the engine on it equals one device (to float
-reduction order).  Also the layout's choice and its errors (one device, no subprocess)."""
+data-parallel over its row; Algorithm 1 through the engine on the 2 x 4 mesh equals one device
+(to float reduction order).  Also the layout's choice and its errors (one device, no subprocess)."""
 
 import json
 import sys
@@ -26,14 +26,12 @@ def test_every_device_holds_work(measured, K, rows):  # noqa: N803
     assert p["all_reduce"] > 0  # the row's gradients are summed: data parallel within a sub-network
 
 
-@pytest.mark.parametrize("K", [4, 2])
-def test_engine_on_8_devices_equals_one_device(measured, K):  # noqa: N803
-    m = measured[str(K)]
+def test_engine_on_8_devices_equals_one_device(measured):
+    m = measured["2"]  # 2 sub-networks, each data-parallel over 4 devices
     assert m["snets_diff"] < 1e-5 and m["gnet_t_diff"] < 1e-5, m
     assert m["snet_acc"][0] == m["snet_acc"][1] and m["composed"][0] == m["composed"][1]
     assert m["gnet_t"][0] == m["gnet_t"][1]
     assert m["distinct"] > 1e-3  # the K sub-networks really differ
-    assert measured["subnet_layout"]["snet_acc"] == measured["4"]["snet_acc"][0]  # the 1-D layout: the same
 
 
 def test_layout_choice_and_errors():
