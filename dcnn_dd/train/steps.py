@@ -155,7 +155,7 @@ def split_sub_images(K: int, strategy: str, mesh) -> Callable:  # noqa: N803
     out = stacked_sharding(K, strategy, mesh)
     if strategy != "shard_map" or sharding.data_parallel_within(out.mesh) == 1:
         return lambda xs: xs
-    spec = jax.sharding.PartitionSpec("subnet" if out.spec else None, "data")
+    spec = jax.sharding.PartitionSpec("subnet", "data")  # a (subnet, data) mesh has K rows: the states are split
     return lambda xs: jax.lax.with_sharding_constraint(xs, jax.sharding.NamedSharding(out.mesh, spec))
 
 
