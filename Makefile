@@ -65,7 +65,7 @@ bench: $(STAMP) data
 	$(PY) -m benchmarks.mgrit
 
 # Every accelerator claim in one run of <= 8 min (docs/benchmarks.md, "GPU device check"); needs no install, so it
-# uses the venv's python where there is one, else python3.  DC_DATA: the Fashion-MNIST IDX files (part 5).
+# uses the venv's python where there is one, else python3.  DC_DATA: the Fashion-MNIST IDX files (parts 5 and 6).
 DC_PY   ?= $(if $(wildcard $(PY)),$(PY),python3)
 DC_OUT  ?= results/device_check
 DC_DATA ?= $(firstword $(wildcard data/fashion-mnist $(FMNIST)))

@@ -9,7 +9,7 @@ Nothing to install and nothing to download: JAX, Flax and Optax, and the project
 synthetic CIFAR-shaped data, :func:`dcnn_dd.data.load_synthetic`).  It prints the versions it runs
 with (Python, JAX, jaxlib, Flax, Optax, the backend and device kind) and stores them in the JSON.
 
-Five parts, measured in this order, each with its own time budget (``--budget-s``, default 480 s,
+Six parts, measured in this order, each with its own time budget (``--budget-s``, default 480 s,
 split in the proportions of :data:`BUDGET_SHARES`; ``--part-budget NAME=SECONDS`` sets one part's
 budget; time a part leaves unused carries over to the next part whose budget was not set, and no
 part runs past the total).  A part checks its budget before each measurement and skips the rest,
@@ -48,6 +48,11 @@ measured, the note says why) or ``failed`` (errors; the note has the error's las
    in a subprocess with the part's remaining budget as its timeout (and ``XLA_PYTHON_CLIENT_PREALLOCATE=false``:
    this process holds JAX's preallocated GPU memory); its ``results.json`` is copied in.
 
+6. ``converged`` - if the data are there, one seed of the paper's comparison at convergence in
+   its GPU form: ``python -m experiments.payoff --preset converged-gpu --seeds 1 --networks exact
+   --variants paper,restart-late`` (all 60,000 training images, E = 20; ``--dry-run``: the
+   ``converged-tiny`` preset's ``restart`` variant), likewise in a subprocess.
+
 What it should reach (issue 18):
 
 * sub-network phase: time ratio >= 5 for ResNet32, K=4, CIFAR shape on one GPU (the paper needed
@@ -57,12 +62,14 @@ What it should reach (issue 18):
 * time to accuracy: the GNet-T pipeline reaches GNet-R's final accuracy sooner (``ratio_mean`` < 1 in
   ``payoff``; on 2 CPU cores ``snets=32+warmup`` measured 0.54 and 0.76 on two machines, see
   docs/payoff.md).
+* converged: no target; the question is issue 25's (does GNet-T end higher than GNet-R, as in
+  Table 3.3?).  On 2 CPU cores, 20,000 images, it did not (docs/payoff.md, "At convergence").
 
 Cost: at most ``--budget-s`` (480 s) after the imports.  ``--dry-run``: tiny sizes (a small
 PlainCNN instead of ResNet32, N = 32, one batch size, K=2 in part 4) compiled with most XLA
 optimisations off (``jax_disable_most_optimizations``; its timings mean nothing), about 30 s on 2
 CPU cores.
-``--parts`` runs a subset (e.g. re-run ``mgrit`` after a partial run).  Status: as of 2026-12-01
+``--parts`` runs a subset (e.g. re-run ``mgrit`` after a partial run).  Status: as of 2026-12-07
 this has never run on a GPU (none has been lent to the project), so every GPU figure above is
 still unmeasured.
 """
@@ -84,9 +91,10 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("subnet_phase", "table_3_2", "mgrit", "backend_paths", "time_to_accuracy")
+PARTS = ("subnet_phase", "table_3_2", "mgrit", "backend_paths", "time_to_accuracy", "converged")
 DEFAULT_BUDGET_S = 480.0
-BUDGET_SHARES = {"subnet_phase": 170, "table_3_2": 110, "mgrit": 90, "backend_paths": 30, "time_to_accuracy": 80}
+BUDGET_SHARES = {"subnet_phase": 140, "table_3_2": 90, "mgrit": 60, "backend_paths": 30, "time_to_accuracy": 50,
+                 "converged": 110}
 GRIDS = {"nonoverlap": "cifar", "overlap": "cifar-overlap"}  # dd.paper_grid names: 2x2 of 16x16 / 20x20
 CHECK_TOL = 1e-4  # part 4: max abs difference of the parameters after 3 steps
 
@@ -107,6 +115,8 @@ class Sizes:
     check_K: int  # noqa: N815  (part 4: sub-networks in the strategy check)
     payoff_preset: str
     payoff_variants: str | None = None  # None: every variant of the preset
+    converged_preset: str = "converged-gpu"  # part 6: one seed of the converged protocol, the exact network
+    converged_variants: str = "paper,restart-late"
     demo_model: dict | None = None  # part 1: the demo's network at Fashion-MNIST shape (28x28x1, 2x2 of 16x16)
     dtypes: tuple = ("float32", "bfloat16")  # parts 1 and 2: each measurement in each compute dtype
 
@@ -119,7 +129,7 @@ FULL = Sizes(model={"name": "cifar_resnet", "depth": 32, "widths": [64, 128, 256
 DRY = Sizes(model={"name": "plain", "features": [4], "pool_after": [0], "fc": []}, subnet_batches=(8,),
             strategies=("vmap", "sequential"), repeats=1, sweep_batches=(16,), sweep_steps=1, sweep_warmup=1,
             sweep_train_size=256, mgrit_sizes=(32,), mgrit_width=8, mgrit_batch=32, check_K=2,
-            payoff_preset="tiny", payoff_variants="base",
+            payoff_preset="tiny", payoff_variants="base", converged_preset="converged-tiny", converged_variants="restart",
             demo_model={"name": "plain", "features": [4, 4], "pool_after": [1], "fc": [8]})
 
 
@@ -350,7 +360,10 @@ def part_backend_paths(part, clock, report, sz: Sizes, ctx: dict) -> None:
     measure_each(part, clock, report, [("shard_map / vmap / sequential", subnets), ("data-parallel step", data)])
 
 
-def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
+def _payoff(part, clock, report, ctx: dict, args: list, run_dir: Path) -> None:
+    """``python -m experiments.payoff ARGS --seeds 1 --networks exact`` on the Fashion-MNIST files of
+    ``--data``, in a subprocess with the part's remaining budget as its timeout; its ``results.json``
+    is copied in (``part["result"]``, its cases as the rows)."""
     import importlib.util
 
     from dcnn_dd.data.sources import DatasetNotFoundError, find_fashion_mnist
@@ -368,18 +381,15 @@ def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
         return
     if importlib.util.find_spec("experiments.payoff") is None:
         part["status"] = "skipped"
-        part["notes"].append("skipped: module experiments.payoff missing (the time-to-accuracy protocol, issue 13)")
+        part["notes"].append("skipped: module experiments.payoff missing (the time-to-accuracy protocols)")
         return
     reason = clock.refuses()
     if reason:
         part["status"] = "skipped"
         part["notes"].append(f"skipped ({reason})")
         return
-    run_dir = report.out / "payoff"
-    cmd = [sys.executable, "-m", "experiments.payoff", "--preset", sz.payoff_preset, "--seeds", "1",
-           "--networks", "exact", "--data", str(data), "--out", str(run_dir), "--no-progress"]
-    if sz.payoff_variants:
-        cmd += ["--variants", sz.payoff_variants]
+    cmd = [sys.executable, "-m", "experiments.payoff", *args, "--seeds", "1", "--networks", "exact",
+           "--data", str(data), "--out", str(run_dir), "--no-progress"]
     part["command"] = " ".join(map(shlex.quote, cmd))
     # this process keeps the GPU memory JAX preallocated (75%); the child takes what it needs of the rest
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ,
@@ -391,7 +401,8 @@ def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
     except subprocess.TimeoutExpired as e:
         part["status"] = "skipped"
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        part["notes"].append(f"skipped: budget spent (the protocol ran past its {timeout:.0f} s timeout)\n"
+        part["notes"].append(f"skipped: budget spent (the protocol ran past its {timeout:.0f} s timeout; its finished "
+                             f"pipelines are in {run_dir / 'cache'}: --parts {part['name']} resumes from them)\n"
                              + "\n".join(out.strip().splitlines()[-5:]))
         return
     if proc.returncode != 0:
@@ -410,8 +421,22 @@ def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
     part["rows"] = list(part["result"].get("cases", []))
 
 
+def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
+    args = ["--preset", sz.payoff_preset] + (["--variants", sz.payoff_variants] if sz.payoff_variants else [])
+    _payoff(part, clock, report, ctx, args, report.out / "payoff")
+
+
+def part_converged(part, clock, report, sz: Sizes, ctx: dict) -> None:
+    """One seed of the converged protocol's GPU form (issue 25's preset on all 60,000 images, issue 26).
+    A run cut by the budget leaves its finished pipelines in ``OUT/converged/cache``: the same
+    command with ``--parts converged`` resumes from them."""
+    _payoff(part, clock, report, ctx, ["--preset", sz.converged_preset, "--variants", sz.converged_variants],
+            report.out / "converged")
+
+
 RUNNERS = {"subnet_phase": part_subnet_phase, "table_3_2": part_table_3_2, "mgrit": part_mgrit,
-           "backend_paths": part_backend_paths, "time_to_accuracy": part_time_to_accuracy}
+           "backend_paths": part_backend_paths, "time_to_accuracy": part_time_to_accuracy,
+           "converged": part_converged}
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -488,6 +513,10 @@ def _part_md(p: dict) -> list[str]:
         keys = [k for k in ("network", "variant", "ratio_mean", "gnet_t_first_hit_s", "gnet_r_first_hit_s")
                 if any(k in r for r in rows)]
         lines.append(md_table(keys, [[r.get(k) for k in keys] for r in rows]))
+    elif name == "converged" and rows:
+        from experiments.payoff import converged
+
+        lines += [converged.table(rows), "", "To GNet-T's final accuracy:", "", converged.reverse_table(rows)]
     return lines
 
 
@@ -507,6 +536,12 @@ def verdicts(doc: dict) -> list[str]:
             out.append(f"sub-network phase, {r.get('network', 'resnet32')} {r['grid']} batch {r['batch']} "
                        f"{r.get('dtype', 'float32')}: time ratio {r['time_ratio']:.2f}, efficiency "
                        f"{r['efficiency']:.2f} ({r['strategy']}; no target)")
+    for r in doc["parts"].get("converged", {}).get("rows", []):
+        out.append(f"converged payoff, {r['network']} {r['variant']}, seed {r['seeds'][0]}: GNet-T "
+                   f"{r['gnet_t_final']['mean']:.4f} after {r['epochs']['gnet_t']} epochs against GNet-R "
+                   f"{r['gnet_r_final']['mean']:.4f} after {r['E']} (validation); time ratio "
+                   + ("- (GNet-T does not reach it)" if r["ratio_mean"] is None else f"{r['ratio_mean']:.2f}")
+                   + " (issue 25: no target; Table 3.3 has GNet-T ahead)")
     mg = [r for r in doc["parts"].get("mgrit", {}).get("rows", []) if r["n_layers"] >= 1024]
     for mode in ("one-shot", "tol"):
         rs = sorted((r for r in mg if r["mode"] == mode), key=lambda r: r["n_layers"])
@@ -566,7 +601,7 @@ def main(argv=None) -> dict:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("results/device_check"),
                    help="folder for device_check.json and device_check.md (default %(default)s)")
-    p.add_argument("--data", help="folder with the four Fashion-MNIST IDX .gz files (part 5; skipped without it)")
+    p.add_argument("--data", help="folder with the four Fashion-MNIST IDX .gz files (parts 5 and 6; skipped without it)")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes (seconds on a CPU): checks that it runs")
     p.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="total time budget (default %(default)s)")
     p.add_argument("--part-budget", type=_part_budget, action="append", default=[], metavar="NAME=SECONDS",

@@ -49,13 +49,18 @@ STRATEGIES = ("vmap", "sequential", "shard_map")
 
 
 # ==================================================================== meshes and global arrays
-def line_mesh(axis: str, num_devices: int | None = None) -> Mesh:
-    """A 1-D mesh named ``axis`` over the first ``num_devices`` devices (default: all)."""
+def first_devices(num_devices: int | None = None) -> list:
+    """The first ``num_devices`` devices (default: all); a one-line error for more than there are."""
     devices = jax.devices()
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):
         raise ValueError(f"num_devices={n}: this run has {len(devices)} device(s)")
-    return Mesh(np.array(devices[:n]), (axis,))
+    return devices[:n]
+
+
+def line_mesh(axis: str, num_devices: int | None = None) -> Mesh:
+    """A 1-D mesh named ``axis`` over the first ``num_devices`` devices (default: all)."""
+    return Mesh(np.array(first_devices(num_devices)), (axis,))
 
 
 def data_mesh(num_devices: int | None = None) -> Mesh:
@@ -73,10 +78,8 @@ def subnet_mesh(K: int, num_devices: int | None = None, layout: str = "auto") ->
       sub-network k on row k, its batch split over the row's D/K devices (data parallel, the
       gradient all-reduced over ``data``);
     * ``auto`` - ``subnet_data`` where it applies (D >= 2K, K dividing D), else ``subnet``."""
-    devices = jax.devices()
-    d = len(devices) if num_devices is None else num_devices
-    if not 1 <= d <= len(devices):
-        raise ValueError(f"num_devices={d}: this run has {len(devices)} device(s)")
+    devices = first_devices(num_devices)
+    d = len(devices)
     if layout not in SUBNET_LAYOUTS:
         raise ValueError(f"subnet_layout={layout!r}: choose one of {list(SUBNET_LAYOUTS)}")
     two_axes = d >= 2 * K and d % K == 0
@@ -84,7 +87,7 @@ def subnet_mesh(K: int, num_devices: int | None = None, layout: str = "auto") ->
         raise ValueError(f"subnet_layout='subnet_data' needs the device count to be a multiple of K, at least 2K: "
                          f"{d} device(s), K={K} (use 'subnet' or 'auto')")
     if layout != "subnet" and two_axes:
-        return Mesh(np.array(devices[:d]).reshape(K, d // K), ("subnet", "data"))
+        return Mesh(np.array(devices).reshape(K, d // K), ("subnet", "data"))
     return Mesh(np.array(devices[:min(K, d)]), ("subnet",))
 
 
@@ -169,10 +172,9 @@ def kmap(
         Kp = -(-K // D) * D  # noqa: N806
         local = kmap(fn, inner, K=Kp // D, in_axes=in_axes)
         specs = tuple(P("subnet") if ax == 0 else P() for ax in in_axes)
-        # with a `data` axis only `subnet` is manual: XLA splits each sub-network's batch over `data` (from the
-        # arguments' shardings) and inserts the all-reduces of a data-parallel step itself
-        manual = {"subnet"} if len(mesh.axis_names) > 1 else set(mesh.axis_names)
-        mapped = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("subnet"), axis_names=manual,
+        # only `subnet` is manual: on a (subnet, data) mesh XLA splits each sub-network's batch over `data` (from
+        # the arguments' shardings) and inserts the all-reduces of a data-parallel step itself
+        mapped = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("subnet"), axis_names={"subnet"},
                                check_vma=False)
 
         def run(*args):

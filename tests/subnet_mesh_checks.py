@@ -1,7 +1,9 @@
 """Run in a subprocess with 8 simulated CPU devices (tests/test_subnet_mesh.py): the sub-network
 phase on a (``subnet``, ``data``) mesh.  For K = 4 (a 4 x 2 mesh) and K = 2 (2 x 4): where the
 states and batches live (every device holds work); for K = 2, Algorithm 1 through the engine on
-all 8 devices against one device (the SNets, the composed network, GNet-T).  Prints one JSON line."""
+all 8 devices against one device (the SNets, the composed network, GNet-T), then the CNN-DNN
+(``run_cnn_dnn``: its local CNNs are those SNets, resumed from the same run directory; the
+features, the DNN and the coherent model on the 8 devices).  Prints one JSON line."""
 
 import json
 import sys
@@ -11,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dcnn_dd.cnn_dnn import CNNDNNConfig, run_cnn_dnn
 from dcnn_dd.data import from_arrays
 from dcnn_dd.train import run_algorithm1
 from dcnn_dd.train.config import Config
@@ -59,13 +62,20 @@ def placement(K):  # noqa: N803
 
 
 def engine(K, devices, strategy, layout="auto"):  # noqa: N803
+    """Algorithm 1, then the CNN-DNN on the same run directory (its Algorithm-1 part resumes), on
+    ``devices`` devices."""
     train, test = data()
+    c, quiet = config(K, strategy, layout), (lambda *a, **k: None)
+    setup = build_setup(c, train=train, test=test, num_devices=devices)
     with tempfile.TemporaryDirectory() as d:
-        res = run_algorithm1(config(K, strategy, layout), d, train=train, test=test, num_devices=devices,
-                             progress=False, log=lambda *a, **k: None)
+        res = run_algorithm1(c, d, progress=False, log=quiet, setup=setup)
+        cd = run_cnn_dnn(c, CNNDNNConfig(dnn_epochs=1, coherent_epochs=1, transfer_epochs=0), d, progress=False,
+                         log=quiet, setup=setup)
     s = res.summary
     return {"snet_acc": s["snet_acc"], "composed": s["gnet_t_init_acc"], "gnet_t": s["gnet_t_trained_acc"],
-            "snets": res.snets, "gnet_t_vars": res.gnet_t}
+            "snets": res.snets, "gnet_t_vars": res.gnet_t, "mesh": dict(setup.subnet_mesh.shape),
+            "cnn_dnn": {k: v for k, v in cd["acc"].items() if k in ("local", "dnn", "average", "vote", "logit_sum",
+                                                                   "composed", "coherent")}}
 
 
 def max_diff(a, b) -> float:
@@ -80,7 +90,8 @@ def main():
     one, eight = engine(K, 1, "sequential"), engine(K, 8, "shard_map")
     out[str(K)].update({
         "snet_acc": [one["snet_acc"], eight["snet_acc"]], "composed": [one["composed"], eight["composed"]],
-        "gnet_t": [one["gnet_t"], eight["gnet_t"]],
+        "gnet_t": [one["gnet_t"], eight["gnet_t"]], "meshes": [one["mesh"], eight["mesh"]],
+        "cnn_dnn": [one["cnn_dnn"], eight["cnn_dnn"]],
         "snets_diff": max_diff(one["snets"], eight["snets"]),
         "gnet_t_diff": max_diff(one["gnet_t_vars"], eight["gnet_t_vars"]),
         "distinct": float(np.abs(np.asarray(jax.tree.leaves(one["snets"]["params"])[0][0])

@@ -60,10 +60,11 @@ def test_dry_run_writes_every_part(dry_run):
         assert part["status"] in {"ok", "skipped", "failed"}, (name, part["status"])
         if part["status"] != "ok":
             assert part["notes"], name
-    # parts 1-4 measure on any backend; part 5 needs the data (not given here) and experiments.payoff
+    # parts 1-4 measure on any backend; parts 5 and 6 need the data (not given here) and experiments.payoff
     for name in dc.PARTS[:4]:
         assert doc["parts"][name]["status"] == "ok", (name, doc["parts"][name]["notes"])
-    assert doc["parts"]["time_to_accuracy"]["status"] in {"skipped", "failed"}
+    for name in ("time_to_accuracy", "converged"):
+        assert doc["parts"][name]["status"] == "skipped" and "no --data" in doc["parts"][name]["notes"][0]
 
     sub = doc["parts"]["subnet_phase"]
     # ResNet (here the dry run's tiny PlainCNN) on both grids, then the demo network, each in float32 and bfloat16
@@ -162,13 +163,15 @@ def test_synthetic_cifar_source():
         load("synthetic_cifar", "validation")
 
 
-def test_time_to_accuracy_part_runs_the_payoff_protocol(tmp_path):
-    """Part 5 wired to experiments.payoff (tiny preset, exact network, one seed) on the real data."""
+def test_payoff_parts_run_the_protocols(tmp_path):
+    """Parts 5 and 6 wired to experiments.payoff on the real data, exact network, one seed: the
+    short protocol (tiny preset) and the converged one (converged-tiny, the dry run's form of
+    converged-gpu), each in a subprocess, their results copied in and tabulated."""
     import os
 
     data = os.environ.get("DCNN_DD_DATA", "/usr/share/datasets/fashion-mnist")
-    doc = dc.main(["--dry-run", "--out", str(tmp_path), "--parts", "time_to_accuracy", "--data", data,
-                   "--part-budget", "time_to_accuracy=600"])
+    doc = dc.main(["--dry-run", "--out", str(tmp_path), "--parts", "time_to_accuracy,converged", "--data", data,
+                   "--part-budget", "time_to_accuracy=600", "--part-budget", "converged=600"])
     tta = doc["parts"]["time_to_accuracy"]
     assert tta["status"] == "ok", tta["notes"]
     assert "--networks exact" in tta["command"] and "--preset tiny" in tta["command"]
@@ -177,3 +180,15 @@ def test_time_to_accuracy_part_runs_the_payoff_protocol(tmp_path):
     assert rows and {(r["network"], r["variant"]) for r in rows} == {("exact", "base")}
     assert all(len(r["gnet_t_first_hit_s"]) == 1 and "ratio_mean" in r for r in rows)
     assert (tmp_path / "payoff" / "results.json").exists()
+
+    conv = doc["parts"]["converged"]
+    assert conv["status"] == "ok", conv["notes"]
+    assert "--preset converged-tiny" in conv["command"] and "--variants restart" in conv["command"]
+    assert conv["result"]["protocol"] == "converged" and conv["result"]["seeds"] == [0]
+    assert [(r["network"], r["variant"]) for r in conv["rows"]] == [("exact", "restart")]
+    r = conv["rows"][0]
+    assert len(r["gnet_t_first_hit_s"]) == 1 and 0 < r["gnet_t_final"]["per_seed"][0] <= 1
+    assert "converged payoff, exact restart, seed 0: GNet-T" in " ".join(dc.verdicts({**doc, "dry_run": False}))
+    md = (tmp_path / "device_check.md").read_text()
+    assert "## converged: ok" in md and "| exact | restart | 1 |" in md
+    assert (tmp_path / "converged" / "results.json").exists()

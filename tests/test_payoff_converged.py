@@ -31,13 +31,22 @@ def test_schedules_are_section_3_1_1s_at_e_epochs():
     assert schedule_from_json(v["restart"].gnet_t_lr(20))(7) == pytest.approx(1e-3 * 0.1 * 0.1 * 0.5)
 
 
+def test_gpu_form_is_the_same_protocol_on_all_the_training_images():
+    cpu, gpu = cv.PRESETS["converged"], cv.PRESETS["converged-gpu"]
+    assert gpu.train_size == 60000 and gpu.strategy == "auto" and cpu.strategy == "sequential"
+    assert gpu.networks == cpu.networks and (gpu.E, gpu.seeds, gpu.val_fraction) == (cpu.E, cpu.seeds, cpu.val_fraction)
+    assert cv.stand_in(cpu).startswith("Fashion-MNIST (20,000 training images, 5,000 held out")
+    assert "(48,000 training images, 12,000 held out" in cv.stand_in(gpu)
+    assert "ResNet-8 (widths 16/32/64) for ResNet32, E = 20 global epochs for 200" in cv.stand_in(gpu)
+
+
 def test_variant_names_carry_the_pooling_only_where_regional_pooling_is_run():
     exact = cv.PRESETS["converged"].networks["exact"][1]
     resnet = cv.PRESETS["converged"].networks["resnet"][1]
     assert [cv.variant_name(v, p, exact) for v, p in exact] == ["paper", "restart", "restart-3e-3", "restart-late",
                                                                 "snets-flat"]
-    assert [cv.variant_name(v, p, resnet) for v, p in resnet] == ["gap/paper", "gap/restart", "regional/paper",
-                                                                  "regional/restart"]
+    assert [cv.variant_name(v, p, resnet) for v, p in resnet] == [
+        "gap/paper", "gap/restart", "gap/restart-3e-3", "regional/paper", "regional/restart", "regional/restart-3e-3"]
 
 
 def test_convergence_rule_and_statistics():

@@ -1,7 +1,8 @@
 """Every device busy in the sub-network phase (8 simulated CPU devices, in a subprocess): a
 (``subnet``, ``data``) mesh of K rows of 8/K devices for K = 4 and K = 2, each sub-network
 data-parallel over its row; Algorithm 1 through the engine on the 2 x 4 mesh equals one device
-(to float reduction order).  Also the layout's choice and its errors (one device, no subprocess)."""
+(to float reduction order), and so does the CNN-DNN on top of it (``run_cnn_dnn``).  Also the
+layout's choice and its errors (one device, no subprocess)."""
 
 import json
 import sys
@@ -32,6 +33,17 @@ def test_engine_on_8_devices_equals_one_device(measured):
     assert m["snet_acc"][0] == m["snet_acc"][1] and m["composed"][0] == m["composed"][1]
     assert m["gnet_t"][0] == m["gnet_t"][1]
     assert m["distinct"] > 1e-3  # the K sub-networks really differ
+
+
+def test_cnn_dnn_on_8_devices_equals_one_device(measured):
+    """The CNN-DNN's local CNNs are the engine's SNets (the 2 x 4 mesh); its aggregators and coherent
+    model give what one device gives."""
+    m = measured["2"]
+    assert m["meshes"] == [{"subnet": 1}, {"subnet": 2, "data": 4}]
+    one, eight = m["cnn_dnn"]
+    assert set(one) == {"local", "dnn", "average", "vote", "logit_sum", "composed", "coherent"}
+    assert all(v is not None for v in one.values()), one
+    assert one == eight
 
 
 def test_layout_choice_and_errors():

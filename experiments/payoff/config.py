@@ -88,14 +88,17 @@ def _presets() -> dict:
 PRESETS = _presets()
 
 
-def pipeline_config(p: Preset, spec: dict, K: int, pooling: str, seed: int, overrides: dict | None = None):  # noqa: N803
-    """One pipeline's configuration: the preset's data and batch, network ``spec`` (with ``pooling``),
-    ``K`` sub-networks on :data:`GRIDS` [K], ``seed``; then the ``--set`` ``overrides``.  The variants
-    (learning rates, budgets, Adam state) are applied by the pipelines, and the seed of each
-    pipeline replaces ``seed`` (``--seeds`` chooses them, not ``--set seed``)."""
+def pipeline_config(p, spec: dict, K: int, pooling: str, seed: int, overrides: dict | None = None,  # noqa: N803
+                    **fields):
+    """One pipeline's configuration: the preset's data and batch (``p``: a :class:`Preset` or a
+    converged one), network ``spec`` (with ``pooling``), ``K`` sub-networks on :data:`GRIDS` [K],
+    ``seed``, any further Config ``fields`` (the converged protocol's held-out split and
+    augmentation); then the ``--set`` ``overrides``.  The variants (learning rates, budgets, Adam
+    state) are applied by the pipelines, and the seed of each pipeline replaces ``seed``
+    (``--seeds`` chooses them, not ``--set seed``)."""
     from dcnn_dd.train.config import Config
 
     model = dict(spec, pooling=pooling) if pooling != "global" else dict(spec)
     return cli.override(Config(dataset="fashion_mnist_idx", train_size=p.train_size, test_size=p.test_size, model=model,
                                K=K, grid=GRIDS[K], batch_size=p.batch_size, eval_batch_size=1000,
-                               plateau_patience=None, strategy=p.strategy, seed=seed), overrides or {})
+                               plateau_patience=None, strategy=p.strategy, seed=seed, **fields), overrides or {})

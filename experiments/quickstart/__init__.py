@@ -27,7 +27,8 @@ The configuration (:mod:`experiments.quickstart.config`): 20,000 training images
 :class:`~dcnn_dd.train.config.Config` on top of it (``--set train_size=null``: all 60,000 images;
 ``--set extra_epochs=0``, ``--set model.features=[16,16,32,32]``).
 
-Cost (2 CPU cores): about 5 minutes with the defaults.  What it should reach: see docs/engine.md
+Cost (2 CPU cores): about 8 minutes of training with the defaults (2026-12-07: GNet-R 221 s,
+the SNets 16 s, GNet-T 177 s), plus start-up and data loading.  What it should reach: see docs/engine.md
 (measured numbers with this command).  Writes ``results/quickstart/``: ``summary.json`` (the
 keys of issue 3), ``metrics.jsonl``, ``accuracy.png``, ``phase_times.png``, ``config.json`` (the
 configuration run, overrides included), checkpoints.  Killing it and re-running the same command
