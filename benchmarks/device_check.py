@@ -360,7 +360,7 @@ def part_backend_paths(part, clock, report, sz: Sizes, ctx: dict) -> None:
     measure_each(part, clock, report, [("shard_map / vmap / sequential", subnets), ("data-parallel step", data)])
 
 
-def _payoff(part, clock, report, ctx: dict, args: list, run_dir: Path) -> None:
+def _payoff(part, clock, ctx: dict, args: list, run_dir: Path) -> None:
     """``python -m experiments.payoff ARGS --seeds 1 --networks exact`` on the Fashion-MNIST files of
     ``--data``, in a subprocess with the part's remaining budget as its timeout; its ``results.json``
     is copied in (``part["result"]``, its cases as the rows)."""
@@ -423,14 +423,14 @@ def _payoff(part, clock, report, ctx: dict, args: list, run_dir: Path) -> None:
 
 def part_time_to_accuracy(part, clock, report, sz: Sizes, ctx: dict) -> None:
     args = ["--preset", sz.payoff_preset] + (["--variants", sz.payoff_variants] if sz.payoff_variants else [])
-    _payoff(part, clock, report, ctx, args, report.out / "payoff")
+    _payoff(part, clock, ctx, args, report.out / "payoff")
 
 
 def part_converged(part, clock, report, sz: Sizes, ctx: dict) -> None:
     """One seed of the converged protocol's GPU form (issue 25's preset on all 60,000 images, issue 26).
     A run cut by the budget leaves its finished pipelines in ``OUT/converged/cache``: the same
     command with ``--parts converged`` resumes from them."""
-    _payoff(part, clock, report, ctx, ["--preset", sz.converged_preset, "--variants", sz.converged_variants],
+    _payoff(part, clock, ctx, ["--preset", sz.converged_preset, "--variants", sz.converged_variants],
             report.out / "converged")
 
 
