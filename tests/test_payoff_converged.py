@@ -38,6 +38,11 @@ def test_gpu_form_is_the_same_protocol_on_all_the_training_images():
     assert cv.stand_in(cpu).startswith("Fashion-MNIST (20,000 training images, 5,000 held out")
     assert "(48,000 training images, 12,000 held out" in cv.stand_in(gpu)
     assert "ResNet-8 (widths 16/32/64) for ResNet32, E = 20 global epochs for 200" in cv.stand_in(gpu)
+    assert gpu.sweep_every_seed == cpu.sweep_every_seed == ("resnet",)  # the first look's comparison: the ResNet
+    # a preset without the ResNet (a user's, or a cut one) says what stands in without it
+    import dataclasses
+    exact_only = dataclasses.replace(cpu, networks={"exact": cpu.networks["exact"]})
+    assert "stands in for CIFAR-10, E = 20 global epochs for 200" in cv.stand_in(exact_only)
 
 
 def test_variant_names_carry_the_pooling_only_where_regional_pooling_is_run():
@@ -106,6 +111,16 @@ def test_tiny_converged_preset_writes_the_protocol(tiny):
     assert by["paper"]["gnet_t_lr"] != by["restart"]["gnet_t_lr"]
     assert by["paper"]["curves"]["gnet_t"]["0"]["acc"][1:] != by["restart"]["curves"]["gnet_t"]["0"]["acc"][1:]
     assert set(data["convergence"]["exact"]) == {"0", "1"}
+    # the tiny preset sweeps the exact network's GNet-R on every seed: GNet-T against GNet-R at each rate
+    every = sweep["every_seed"]
+    assert set(every) == {"0.001", "0.003"} and len(every["0.001"]["final_val_acc"]["per_seed"]) == 2
+    assert every["0.001"]["final_val_acc"]["per_seed"][0] == sweep["final_val_acc"]["0.001"]  # seed 0: the sweep
+    for c in by.values():
+        assert c["gnet_t_minus_gnet_r_by_rate"][sweep["chosen"]] == c["gnet_t_minus_gnet_r"]  # the chosen rate
+        for lr, d in c["gnet_t_minus_gnet_r_by_rate"].items():
+            assert d["per_seed"] == pytest.approx([t - r for t, r in zip(
+                c["gnet_t_final"]["per_seed"], every[lr]["final_val_acc"]["per_seed"])])
+    assert "| exact | restart | 0.001" in data["tables_md"]["converged, against GNet-R at each rate of the sweep"]
 
 
 def test_tiny_converged_preset_resumes_pipeline_by_pipeline(tiny):

@@ -41,7 +41,10 @@ The protocol (issue 25), beside the short one of :mod:`experiments.payoff.analys
   composed network's).
 * **The baseline tuned as our method is**: GNet-R's starting rate swept (1e-3, the paper's, and
   3e-3) on the first seed, best final validation accuracy chosen, every seed at it; GNet-T gets
-  1e-4 (the paper's), 1e-3 and the sweep's choice.
+  1e-4 (the paper's), 1e-3 and the sweep's choice.  On the networks of ``sweep_every_seed`` (the
+  ResNet: the first look compared GNet-T with GNet-R at 1e-3 there) every seed runs every rate,
+  after its pipelines; the choice is still the first seed's, and each case reports GNet-T against
+  GNet-R at each rate (``gnet_t_minus_gnet_r_by_rate``; ``results.md``'s third table).
 * **Data**: Fashion-MNIST, 25,000 training images of which 5,000 (``val_fraction`` 0.2,
   ``val_seed`` 0) are held out for validation: 20,000 train; the 10,000 test images are
   evaluated once per trained network, outside the clocks.  Flip + shift augmentation (the
@@ -136,6 +139,9 @@ class Converged:
     batch_size: int = 128
     augment: str = "fashion"
     gnet_r_lrs: tuple = (1e-3, 3e-3)  # GNet-R's starting rate, swept on the first seed
+    # networks whose GNet-R runs every rate of the sweep on every seed, not only the first (the choice is still the
+    # first seed's): GNet-T against GNet-R at each rate, per seed
+    sweep_every_seed: tuple = ()
     converged_tol: float = 0.003  # GNet-R's validation accuracy over its last fifth moves less than this
     strategy: str = "sequential"  # measured fastest on 2 CPU cores (the short preset's strategy_check)
 
@@ -154,7 +160,8 @@ PRESETS = {
     "converged": Converged(
         20, 25000, None,
         {"exact": (PLAIN, _cases(("paper", "restart", "restart-3e-3", "restart-late", "snets-flat"))),
-         "resnet": (RESNET, _cases(("paper", "restart", "restart-3e-3"), ("global", "regional")))}),
+         "resnet": (RESNET, _cases(("paper", "restart", "restart-3e-3"), ("global", "regional")))},
+        sweep_every_seed=("resnet",)),  # the first look compared GNet-T with GNet-R at 1e-3 on the ResNet
     # the GPU form (issue 26): the same protocol on all 60,000 training images (48,000 train, 12,000 held out),
     # the strategy measured on the device (``auto``, its measurement counted in GNet-T's clock); the device check
     # runs one seed of it (benchmarks/device_check.py, part ``converged``)
@@ -162,12 +169,12 @@ PRESETS = {
         20, 60000, None,
         {"exact": (PLAIN, _cases(("paper", "restart", "restart-3e-3", "restart-late", "snets-flat"))),
          "resnet": (RESNET, _cases(("paper", "restart", "restart-3e-3"), ("global", "regional")))},
-        strategy="auto"),
+        strategy="auto", sweep_every_seed=("resnet",)),
     "converged-tiny": Converged(
         5, 640, 256,
         {"exact": (TINY_NETS["exact"], _cases(("paper", "restart"))),
          "resnet": (TINY_NETS["resnet"], _cases(("restart",), ("regional",)))},
-        seeds=2, batch_size=64),
+        seeds=2, batch_size=64, sweep_every_seed=("exact",)),
 }
 
 
@@ -300,6 +307,18 @@ def run(args) -> dict:
                 return cached(f"{net}-gnet_t-{name.replace('/', '_')}-seed{seed}", compute)
 
             per_seed[seed] = (r, {variant_name(v, pool, p.networks[net][1]): pipeline(v, pool) for v, pool in net_cases})
+            if net in p.sweep_every_seed:  # the sweep's other rates on this seed, after its pipelines
+                for lr in p.gnet_r_lrs:
+                    baseline(seed, lr)
+
+        by_rate = {}  # GNet-R at every rate of the sweep, per seed (from the cache: run above)
+        if net in p.sweep_every_seed:
+            by_rate = {f"{lr:g}": [baseline(s, lr) for s in seeds] for lr in p.gnet_r_lrs}
+            sweeps[net]["every_seed"] = {lr: {"final_val_acc": stats([r["acc"][-1] for r in rs]),
+                                              "test_acc": stats([r["test_acc"] for r in rs]),
+                                              "curves": {str(s): {"t": r["t"], "acc": r["acc"]}
+                                                         for s, r in zip(seeds, rs)}}
+                                         for lr, rs in by_rate.items()}
 
         convergence[net] = {str(s): {"last_fifth_spread": last_fifth_spread(per_seed[s][0]["acc"], E),
                                      "converged": last_fifth_spread(per_seed[s][0]["acc"], E) < p.converged_tol}
@@ -321,6 +340,9 @@ def run(args) -> dict:
                 "gnet_r_test": stats([r["test_acc"] for r in rs]),
                 "gnet_t_minus_gnet_r": stats([o["acc"][-1] - r["acc"][-1] for o, r in zip(outs, rs)]),
                 "gnet_t_minus_gnet_r_test": stats([o["test_acc"] - r["test_acc"] for o, r in zip(outs, rs)]),
+                # against GNet-R at each rate of the sweep, per seed (networks of ``sweep_every_seed`` only)
+                "gnet_t_minus_gnet_r_by_rate": {lr: stats([o["acc"][-1] - r["acc"][-1] for o, r in zip(outs, lr_rs)])
+                                                for lr, lr_rs in by_rate.items()},
                 "composed_acc": stats([o["acc"][0] for o in outs]),
                 "snet_acc": [[float(a) for a in o["snet_acc"]] for o in outs],
                 "snet_s": [o["snet_s"] for o in outs],
@@ -362,23 +384,28 @@ def run(args) -> dict:
     results["entries"] = report_entries(cases)
     results["stand_in"] = stand_in(p)
     results["tables_md"] = {"converged": table(cases), "converged, to GNet-T's final accuracy": reverse_table(cases)}
+    if any(c["gnet_t_minus_gnet_r_by_rate"] for c in cases):
+        results["tables_md"]["converged, against GNet-R at each rate of the sweep"] = by_rate_table(cases, sweeps)
     if jax.process_index() == 0 and cases:
         from experiments.payoff.figures import converged_figure
 
         results["figures"] = {"accuracy vs epochs and wall time": converged_figure(
-            cases, ep, args.out / "payoff_converged.png")}
+            cases, ep, args.out / "payoff_converged.png", sweeps)}
     return results
 
 
 def stand_in(p: Converged) -> str:
-    """What stands in for the paper's CIFAR-10 / ResNet32 / 200 epochs, in ``p``'s sizes."""
+    """What stands in for the paper's CIFAR-10 / ResNet32 / 200 epochs, in ``p``'s sizes (the ResNet's
+    part only where the preset has a ``resnet`` network of the ``cifar_resnet`` family)."""
     val = round(p.val_fraction * p.train_size)
-    resnet = p.networks["resnet"][0]
-    widths = "/".join(map(str, resnet["widths"]))
+    resnet = p.networks.get("resnet", ({},))[0]
+    net = ""
+    if resnet.get("name") == "cifar_resnet":
+        widths = "/".join(map(str, resnet["widths"]))
+        net = f"ResNet-{resnet['depth']} (widths {widths}) for ResNet32, "
     return (f"Fashion-MNIST ({p.train_size - val:,} training images, {val:,} held out for validation, 28x28x1) "
-            f"stands in for CIFAR-10, ResNet-{resnet['depth']} (widths {widths}) for ResNet32, E = {p.E} global "
-            f"epochs for 200 (Section 3.1.1's schedules at {Fraction(p.E, 200)} of the epochs); values are means over the "
-            f"seeds, on the held-out validation split")
+            f"stands in for CIFAR-10, {net}E = {p.E} global epochs for 200 (Section 3.1.1's schedules at "
+            f"{Fraction(p.E, 200)} of the epochs); values are means over the seeds, on the held-out validation split")
 
 
 def report_entries(cases) -> list:
@@ -419,6 +446,21 @@ def reverse_table(cases) -> str:
                      " / ".join("-" if x is None else f"{x:.2f}" for x in ratios)])
     return md_table(["network", "variant", "GNet-T pipeline to its final val acc [s] (per seed)",
                      "GNet-R to the same [s]", "ratio GNet-T / GNet-R"], rows)
+
+
+def by_rate_table(cases, sweeps) -> str:
+    """GNet-T's final validation accuracy against GNet-R's at each starting rate of the sweep, where
+    every seed ran every rate (``sweep_every_seed``): points, mean ± sd, and per seed."""
+    rows = []
+    for c in cases:
+        for lr, d in c["gnet_t_minus_gnet_r_by_rate"].items():
+            chosen = sweeps[c["network"]]["chosen"] == lr
+            rows.append([c["network"], c["variant"], lr + (" (chosen)" if chosen else ""),
+                         _pm(sweeps[c["network"]]["every_seed"][lr]["final_val_acc"]), _pm(d),
+                         " / ".join(f"{100 * x:+.2f}" for x in d["per_seed"]),
+                         f"{sum(x > 0 for x in d['per_seed'])}/{len(d['per_seed'])}"])
+    return md_table(["network", "variant", "GNet-R's rate", "GNet-R final val [%]", "GNet-T - GNet-R val [points]",
+                     "per seed", "seeds GNet-T ends higher"], rows)
 
 
 def table(cases) -> str:

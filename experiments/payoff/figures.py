@@ -34,10 +34,12 @@ def figure(cases, path: Path) -> str:
     return save_figure(fig, path)
 
 
-def converged_figure(cases, epochs: dict, path: Path) -> str:
+def converged_figure(cases, epochs: dict, path: Path, sweeps: dict | None = None) -> str:
     """The converged protocol, per network (a row): validation accuracy against global epochs
     (GNet-T's drawn from the SNets' epochs on: equal epochs in all, as the paper counts them) and
-    against each pipeline's wall time; GNet-R black, each GNet-T variant a colour, every seed."""
+    against each pipeline's wall time; GNet-R black, each GNet-T variant a colour, every seed.
+    Where ``sweeps`` has GNet-R at the sweep's other rates on every seed (``every_seed``), those
+    curves are grey and dashed."""
     plt = pyplot()
     nets = list(dict.fromkeys(c["network"] for c in cases))
     fig, axes = plt.subplots(len(nets), 2, figsize=(13, 4.5 * len(nets)), squeeze=False)
@@ -51,6 +53,14 @@ def converged_figure(cases, epochs: dict, path: Path) -> str:
                         label="GNet-R" if first else None)
             row[1].plot(cur["t"], cur["acc"], "k-", marker=".", alpha=0.7, label="GNet-R" if first else None)
             lo.append(cur["acc"][len(cur["acc"]) // 5])
+        sweep = (sweeps or {}).get(net, {})
+        for lr, d in sweep.get("every_seed", {}).items():
+            if lr == sweep["chosen"]:
+                continue
+            for i, cur in enumerate(d["curves"].values()):
+                label = f"GNet-R at {lr}" if i == 0 else None
+                row[0].plot(range(1, len(cur["acc"]) + 1), cur["acc"], "--", color="0.5", alpha=0.7, label=label)
+                row[1].plot(cur["t"], cur["acc"], "--", color="0.5", alpha=0.7, label=label)
         for color, c in zip(colors, mine):
             for s, cur in c["curves"]["gnet_t"].items():
                 label = f"GNet-T {c['variant']}" if s == str(c["seeds"][0]) else None
