@@ -2,9 +2,9 @@
 SNets trained for 0.6E epochs and fine-tuned for 0.4E, end higher than GNet-R trained for E
 epochs (Table 3.3), and does it get to GNet-R's final accuracy sooner?
 
-    python -m experiments.payoff --preset converged --networks exact   # ~2 h 10 min on 2 CPU cores (measured)
-    python -m experiments.payoff --preset converged --networks resnet  # ~2 h on 2 CPU cores (measured)
-    python -m experiments.payoff --preset converged --networks exact --seeds 1   # a cut: ~55 min
+    python -m experiments.payoff --preset converged --networks exact   # ~2 h 30 min on 2 CPU cores (measured)
+    python -m experiments.payoff --preset converged --networks resnet  # ~2 h 15 min on 2 CPU cores (measured)
+    python -m experiments.payoff --preset converged --networks exact --seeds 1   # a cut: ~1 h
     python -m experiments.payoff --preset converged-tiny       # ~1 min: the tests
     python -m experiments.payoff --preset converged-gpu        # the GPU form: all 60,000 training images
 
@@ -13,12 +13,13 @@ with the sub-network strategy measured on the device (``auto``); the device chec
 of its exact network (``benchmarks/device_check.py``, part ``converged``).  It has not run on a
 GPU yet (none has been lent to the project): its cost there is unmeasured.
 
-Cost (2 CPU cores, measured 2026-12-07): the exact network about 40 min per seed (GNet-R 13-14
-min, the SNets 44 s, each GNet-T variant 6 min) plus 14 min for the sweep's second rate; the
-ResNet-8 network about 27 min per seed with its first four variants (GNet-R 9 min, the SNets 2.2
-min, each GNet-T variant 4 min; ``restart-3e-3`` adds 4 min a variant and pooling) plus 9 min for
-the sweep.  What it should reach, and what it did: docs/payoff.md ("At convergence"): GNet-T
-ends below the tuned GNet-R on both networks, every seed and variant.
+Cost (2 CPU cores, measured 2026-12-07): the exact network about 45 min per seed (GNet-R 13-14
+min, the SNets 44 s per SNet schedule, each of its five GNet-T variants 6 min) plus 14 min for
+the sweep's second rate on the first seed; the ResNet-8 network about 44 min per seed (GNet-R 9
+min at each of the sweep's two rates, every seed; the SNets 2.2 min; each of its six GNet-T
+variants 4 min).  What it should reach, and what it did: docs/payoff.md ("At convergence"):
+GNet-T ends below the tuned GNet-R on both networks, every seed and variant; against the
+ResNet's GNet-R at the untuned 1e-3 its best variant ends 0.8 points higher.
 
 The protocol (issue 25), beside the short one of :mod:`experiments.payoff.analysis`:
 
