@@ -143,3 +143,19 @@ def test_tiny_converged_preset_resumes_pipeline_by_pipeline(tiny):
     assert one["seeds"] == [0] and one["meta"]["wall_s"] < 0.5 * results["meta"]["wall_s"]
     assert all(c["gnet_t_final"]["per_seed"] == before[c["variant"]]["gnet_t_final"]["per_seed"][:1]
                for c in one["cases"])
+
+
+def test_restart_measures_each_pipeline_once(tmp_path, monkeypatch):
+    """--restart measures again, but each pipeline once: the sweep's first-seed runs, the chosen
+    rate's baseline and the every-seed rates are one GNet-R run per (seed, rate)."""
+    from experiments.payoff import analysis
+
+    calls = []
+    real = analysis.gnet_r
+    monkeypatch.setattr(analysis, "gnet_r", lambda setup, seed, v, *a, **k: calls.append((seed, v.name))
+                        or real(setup, seed, v, *a, **k))
+    out = payoff.main(["--preset", "converged-tiny", "--networks", "exact", "--variants", "paper", "--seeds", "1",
+                       "--out", str(tmp_path), "--no-progress", "--restart"])
+    assert sorted(calls) == [(0, "lr=0.001"), (0, "lr=0.003")]  # not 9 runs: one per seed and rate
+    sweep = out["gnet_r_lr_sweep"]["exact"]
+    assert sweep["curves"][sweep["chosen"]]["acc"] == out["cases"][0]["curves"]["gnet_r"]["0"]["acc"]

@@ -2,8 +2,8 @@
 SNets trained for 0.6E epochs and fine-tuned for 0.4E, end higher than GNet-R trained for E
 epochs (Table 3.3), and does it get to GNet-R's final accuracy sooner?
 
-    python -m experiments.payoff --preset converged --networks exact   # ~2 h 30 min on 2 CPU cores (measured)
-    python -m experiments.payoff --preset converged --networks resnet  # ~2 h 15 min on 2 CPU cores (measured)
+    python -m experiments.payoff --preset converged --networks exact   # ~2 h 20 min on 2 CPU cores
+    python -m experiments.payoff --preset converged --networks resnet  # ~2 h 5 min on 2 CPU cores
     python -m experiments.payoff --preset converged --networks exact --seeds 1   # a cut: ~1 h
     python -m experiments.payoff --preset converged-tiny       # ~1 min: the tests
     python -m experiments.payoff --preset converged-gpu        # the GPU form: all 60,000 training images
@@ -13,11 +13,11 @@ with the sub-network strategy measured on the device (``auto``); the device chec
 of its exact network (``benchmarks/device_check.py``, part ``converged``).  It has not run on a
 GPU yet (none has been lent to the project): its cost there is unmeasured.
 
-Cost (2 CPU cores, measured 2026-12-07): the exact network about 45 min per seed (GNet-R 13-14
-min, the SNets 44 s per SNet schedule, each of its five GNet-T variants 6 min) plus 14 min for
-the sweep's second rate on the first seed; the ResNet-8 network about 44 min per seed (GNet-R 9
-min at each of the sweep's two rates, every seed; the SNets 2.2 min; each of its six GNet-T
-variants 4 min).  What it should reach, and what it did: docs/payoff.md ("At convergence"):
+Cost (2 CPU cores, summed from the pipelines measured 2026-12-07/08, resumed runs): the exact
+network about 42 min per seed (GNet-R 13-14 min, the SNets 44 s per SNet schedule, each of its
+five GNet-T variants 5-6 min after them) plus 14 min for the sweep's second rate on the first
+seed; the ResNet-8 network about 42 min per seed (GNet-R 9 min at each of the sweep's two rates,
+every seed; the SNets 2.2 min; each of its six GNet-T variants 3-4 min after them).  What it should reach, and what it did: docs/payoff.md ("At convergence"):
 GNet-T ends below the tuned GNet-R on both networks, every seed and variant; against the
 ResNet's GNet-R at the untuned 1e-3 its best variant ends 0.8 points higher.
 
@@ -63,7 +63,8 @@ Outputs (``--out``, default ``results/payoff``): ``results.json`` (``protocol: "
 ``cases``: per (network, variant) ``E``, ``seeds``, ``gnet_t_final`` and ``gnet_r_final`` (per
 seed, mean, sd; validation), ``gnet_t_test`` / ``gnet_r_test`` (test accuracy, likewise),
 ``gnet_t_first_hit_s``, ``gnet_r_first_hit_s``, ``ratios``, ``ratio_mean``, ``ratio_sd``, the
-composed and SNet accuracies and the per-epoch ``curves``), ``results.md`` and
+composed and SNet accuracies and the per-epoch ``curves``; ``gnet_r_lr_sweep``: per network the
+sweep's final accuracies and first-seed curves, and ``every_seed`` where it runs), ``results.md`` and
 ``payoff_converged.png`` (per network: accuracy against epochs, SNets' epochs counted, and against
 wall time, every seed).  The committed copy is ``docs/results/payoff_converged.json``.
 """
@@ -250,8 +251,12 @@ def run(args) -> dict:
             warm_eager(s)
         return setups[(net, pooling)].reconfigured(seed=seed)
 
+    measured: dict = {}  # each pipeline once per invocation (read from the cache, or measured: ``--restart`` too)
+
     def cached(name, compute):
-        return cached_json(cache_dir / f"{name}.json", args.restart, compute)
+        if name not in measured:
+            measured[name] = cached_json(cache_dir / f"{name}.json", args.restart, compute)
+        return measured[name]
 
     def curve(run):
         return {"t": [round(t, 3) for t in run.times], "acc": run.accs}
@@ -276,7 +281,9 @@ def run(args) -> dict:
 
         sweep = {f"{lr:g}": baseline(seeds[0], lr)["acc"][-1] for lr in p.gnet_r_lrs}
         best = p.gnet_r_lrs[int(np.argmax([sweep[f"{lr:g}"] for lr in p.gnet_r_lrs]))]
-        sweeps[net] = {"final_val_acc": sweep, "chosen": f"{best:g}"}
+        sweeps[net] = {"final_val_acc": sweep, "chosen": f"{best:g}",
+                       "curves": {f"{lr:g}": {k: baseline(seeds[0], lr)[k] for k in ("t", "acc")}
+                                  for lr in p.gnet_r_lrs}}  # the first seed's, every rate
         log(f"{net}: GNet-R starting rate sweep (seed {seeds[0]}, final validation accuracy) {sweep} -> {best:g}")
 
         per_seed: dict = {}
