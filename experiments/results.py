@@ -98,6 +98,19 @@ def cached(path: Path, restart: bool, compute: Callable[[], dict]) -> dict:
     return value
 
 
+def run_cache(directory: Path, restart: bool) -> Callable[[str, Callable[[], dict]], dict]:
+    """:func:`cached` for one invocation over ``directory``: ``get(name, compute)`` is
+    ``directory/name.json``, read or computed once per invocation however often the run asks for
+    it, so ``restart`` measures each entry again, but once."""
+    seen: dict = {}
+
+    def get(name: str, compute: Callable[[], dict]) -> dict:
+        if name not in seen:
+            seen[name] = cached(Path(directory) / f"{name}.json", restart, compute)
+        return seen[name]
+    return get
+
+
 def check_overrides(out: Path, overrides: dict, restart: bool, write: bool = True) -> None:
     """The cached measurements of a results directory belong to one set of ``--set`` overrides: they
     are recorded in ``<out>/overrides.json`` (``write``: by process 0), and a later command with

@@ -179,6 +179,21 @@ def test_tiny_preset_resumes_from_its_cache(tiny):
     assert [c["gnet_t_first_hit_s"] for c in again["cases"]] == [c["gnet_t_first_hit_s"] for c in results["cases"]]
 
 
+def test_restart_measures_each_pipeline_once(tmp_path, monkeypatch):
+    """--restart measures again, but each pipeline once: the chosen rate's GNet-R on the first seed
+    is the sweep's run, not a second one."""
+    from experiments.payoff import analysis
+
+    calls = []
+    real = analysis.gnet_r
+    monkeypatch.setattr(analysis, "gnet_r", lambda setup, seed, v, *a, **k: calls.append((seed, v.name))
+                        or real(setup, seed, v, *a, **k))
+    payoff.main(["--preset", "tiny", "--networks", "exact", "--variants", "base", "--out", str(tmp_path),
+                 "--no-progress", "--restart"])
+    sweep = [v.name for v in payoff.PRESETS["tiny"].lr_sweep["exact"]]
+    assert len(sweep) == 2 and sorted(calls) == sorted((0, name) for name in sweep)  # not 3 runs
+
+
 def test_engine_time_to_target_counts_everything_and_uses_first_hits():
     from dcnn_dd.train.composed_training import time_to_target
 

@@ -12,7 +12,7 @@ import numpy as np
 from experiments import cli
 from experiments.payoff.config import LR_SWEEP, PRESETS, Variant, pipeline_config
 from experiments.payoff.figures import figure
-from experiments.results import cached as cached_json
+from experiments.results import run_cache
 from experiments.tables import md_table
 
 
@@ -248,8 +248,7 @@ def run(args) -> dict:
             warm_eager(setup)
         return setups[key].reconfigured(seed=seed)
 
-    def cached(name, compute):
-        return cached_json(cache_dir / f"{name}.json", args.restart, compute)
+    cached = run_cache(cache_dir, args.restart)  # each pipeline once per invocation, ``--restart`` too
 
     nets = list(p.networks) if not args.networks else args.networks.split(",")
     unknown = [n for n in nets if n not in p.networks]

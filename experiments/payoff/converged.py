@@ -79,7 +79,7 @@ from fractions import Fraction
 import numpy as np
 
 from experiments.payoff.config import PLAIN, RESNET, Variant, pipeline_config
-from experiments.results import cached as cached_json
+from experiments.results import run_cache
 from experiments.tables import md_table
 
 
@@ -251,12 +251,7 @@ def run(args) -> dict:
             warm_eager(s)
         return setups[(net, pooling)].reconfigured(seed=seed)
 
-    measured: dict = {}  # each pipeline once per invocation (read from the cache, or measured: ``--restart`` too)
-
-    def cached(name, compute):
-        if name not in measured:
-            measured[name] = cached_json(cache_dir / f"{name}.json", args.restart, compute)
-        return measured[name]
+    cached = run_cache(cache_dir, args.restart)  # each pipeline once per invocation, ``--restart`` too
 
     def curve(run):
         return {"t": [round(t, 3) for t in run.times], "acc": run.accs}
@@ -279,11 +274,11 @@ def run(args) -> dict:
                 return out
             return cached(f"{net}-gnet_r-lr={lr:g}-seed{seed}", compute)
 
-        sweep = {f"{lr:g}": baseline(seeds[0], lr)["acc"][-1] for lr in p.gnet_r_lrs}
-        best = p.gnet_r_lrs[int(np.argmax([sweep[f"{lr:g}"] for lr in p.gnet_r_lrs]))]
+        first = {f"{lr:g}": baseline(seeds[0], lr) for lr in p.gnet_r_lrs}
+        sweep = {lr: r["acc"][-1] for lr, r in first.items()}
+        best = p.gnet_r_lrs[int(np.argmax(list(sweep.values())))]
         sweeps[net] = {"final_val_acc": sweep, "chosen": f"{best:g}",
-                       "curves": {f"{lr:g}": {k: baseline(seeds[0], lr)[k] for k in ("t", "acc")}
-                                  for lr in p.gnet_r_lrs}}  # the first seed's, every rate
+                       "curves": {lr: {"t": r["t"], "acc": r["acc"]} for lr, r in first.items()}}  # the first seed's
         log(f"{net}: GNet-R starting rate sweep (seed {seeds[0]}, final validation accuracy) {sweep} -> {best:g}")
 
         per_seed: dict = {}
